@@ -1,0 +1,1 @@
+"""vb2po: Visma Business -> PowerOffice payment and credit-block sync."""
