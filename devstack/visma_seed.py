@@ -1,0 +1,93 @@
+"""Create a Visma company database (CustTr, Actor) and fill it from the dataset generator."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from devstack.dataset import CustTrRow, DatasetSpec, custtr_rows, customers
+from vb2po.visma.db import VismaDatabase
+from vb2po.visma.tables import ACTOR, CUSTTR
+
+SQLITE_DRIVER = "SQLite3"
+POSTGRES_DRIVER = "PostgreSQL Unicode"
+
+_CUSTTR_INSERT_COLUMNS = (
+    "JNo", "EntNo", "CustNo", "VoNo", "VoDt", "VoTp", "Txt", "Am", "InvoNo", "Cur", "CurAm",
+    "DueDt", "CreDt", "CreTm", "ChDt", "ChTm", "ChTmms",
+)
+
+
+def sqlite_connection_string(path: Path) -> str:
+    # Timeout: wait for a lock instead of failing at once when producer and consumer share a file;
+    # WAL: readers never block the marker writer.
+    return f"Driver={SQLITE_DRIVER};Database={path};Timeout=10000;JournalMode=WAL"
+
+
+def create_tables(db: VismaDatabase, *, with_poll_index: bool = True) -> None:
+    for table in (CUSTTR, ACTOR):
+        db.execute(db.dialect.create_table(table))
+    if with_poll_index:
+        db.execute(db.dialect.create_index("vb2po_CustTr_change", "CustTr", ["ChDt", "ChTmms", "JNo", "EntNo"]))
+
+
+def custtr_insert_sql(db: VismaDatabase) -> str:
+    d = db.dialect
+    cols = ", ".join(d.quote(c) for c in _CUSTTR_INSERT_COLUMNS)
+    marks = ", ".join("?" for _ in _CUSTTR_INSERT_COLUMNS)
+    return f"INSERT INTO {d.table('CustTr')} ({cols}) VALUES ({marks})"
+
+
+def custtr_values(row: CustTrRow) -> tuple:
+    return (
+        row.jno, row.entno, row.cust_no, row.vo_no, row.vo_dt, row.vo_tp, row.txt, row.am,
+        row.invo_no, 0, row.am, row.due_dt, row.cre_dt, row.cre_tm, row.ch_dt, row.ch_tm, row.ch_tmms,
+    )
+
+
+def insert_custtr(db: VismaDatabase, rows: Iterable[CustTrRow], *, batch: int = 2000) -> int:
+    sql = custtr_insert_sql(db)
+    count = 0
+    for chunk in _chunks((custtr_values(r) for r in rows), batch):
+        db.executemany(sql, chunk)
+        count += len(chunk)
+    return count
+
+
+def insert_actors(db: VismaDatabase, spec: DatasetSpec) -> int:
+    d = db.dialect
+    cols = ("ActNo", "CustNo", "Nm", "CrSusp", "CrLmt", "CreDt", "ChDt", "ChTm", "ChTmms")
+    sql = (
+        f"INSERT INTO {d.table('Actor')} ({', '.join(d.quote(c) for c in cols)}) "
+        f"VALUES ({', '.join('?' for _ in cols)})"
+    )
+    values = [
+        (c.act_no, c.cust_no, c.name, int(c.credit_blocked), c.credit_limit, 20250101, 20250101, 800, 800 * 60_000)
+        for c in customers(spec)
+    ]
+    for chunk in _chunks(iter(values), 2000):
+        db.executemany(sql, chunk)
+    return len(values)
+
+
+def seed_company(db: VismaDatabase, spec: DatasetSpec, *, progress: bool = False) -> int:
+    """Tables plus the dataset's actors and CustTr rows; returns the CustTr row count."""
+    create_tables(db)
+    insert_actors(db, spec)
+    total = 0
+    for chunk in _chunks(iter(custtr_rows(spec)), 20_000):
+        total += insert_custtr(db, chunk)
+        if progress:
+            print(f"  company {spec.company_no}: {total:,}/{spec.size:,} CustTr rows", file=sys.stderr)
+    return total
+
+
+def _chunks(items: Iterator, size: int) -> Iterator[list]:
+    chunk: list = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk

@@ -1,0 +1,119 @@
+"""Change polling against real ODBC drivers (SQLite and PostgreSQL), publishing to a fake.
+
+The same poller runs against the real broker in test_walking_skeleton.py."""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from zoneinfo import ZoneInfo
+
+from devstack.visma_seed import insert_custtr
+from producer.company import CompanySource
+from producer.payments import PaymentPoller
+from producer.publisher import FakePublisher
+from producer.state import CompanyState
+from schemas.codec import decode
+from tests.builders import payment_row
+from vb2po.settings import CompanySettings, TopicSettings
+from vb2po.visma.db import VismaDatabase
+from vb2po.visma.queries import PaymentSelection, mark_payment
+
+TOPICS = TopicSettings()
+OSLO = ZoneInfo("Europe/Oslo")
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc)
+
+
+def make_poller(conn_str: str, publisher: FakePublisher, *, page_size: int = 100, lookback_dt: int = 20260101) -> PaymentPoller:
+    db = VismaDatabase(conn_str)
+    selection = PaymentSelection(marker_column="Gr4", marked_value=1, time_column="ChTmms", voucher_types=(3,), lookback_dt=lookback_dt)
+    company = CompanySettings(company_no=1, odbc=conn_str)
+    return PaymentPoller(CompanySource(company, db, selection), publisher, TOPICS, OSLO, CompanyState(1),
+                         page_size=page_size, settle_s=2, clock=lambda: NOW)
+
+
+def published_keys(publisher: FakePublisher) -> list[tuple[int, int]]:
+    keys = []
+    for m in publisher.committed:
+        if m.topic == TOPICS.payments:
+            p = decode(m.value).payload
+            keys.append((p.jno, p.entno))
+    return keys
+
+
+def test_many_rows_sharing_one_change_time_are_each_published_once_across_pages(company_db):
+    rows = [payment_row(1 + i // 50, 1 + i % 50, ch_tmms=36_000_000) for i in range(250)]
+    with VismaDatabase(company_db) as db:
+        insert_custtr(db, rows)
+    publisher = FakePublisher()
+    poller = make_poller(company_db, publisher, page_size=100)
+
+    outcome = poller.poll_once()
+
+    assert outcome.published == 250
+    keys = published_keys(publisher)
+    assert sorted(keys) == sorted((r.jno, r.entno) for r in rows)
+    assert len(publisher.states) == 3  # one transaction per page, each moving the cursor
+    assert poller.poll_once().published == 0  # nothing twice
+
+
+def test_amounts_are_exact_and_positive_for_money_received(company_db):
+    with VismaDatabase(company_db) as db:
+        insert_custtr(db, [payment_row(1, 1, amount="-1234567.89")])
+    publisher = FakePublisher()
+    make_poller(company_db, publisher).poll_once()
+    event = decode(publisher.committed[0].value)
+    assert str(event.payload.amount) == "1234567.89"
+    assert event.occurred_at.utcoffset() is not None  # Visma local time made explicit
+
+
+def test_marked_rows_rows_before_lookback_and_other_voucher_types_are_not_published(company_db):
+    rows = [
+        payment_row(1, 1),
+        payment_row(1, 2),  # will be marked
+        payment_row(1, 3, vo_dt=20251231),  # before the lookback date
+        payment_row(1, 4, vo_tp=2),  # credit note, not a payment
+        payment_row(1, 5, amount="250.00"),  # positive: an invoice, not money received
+    ]
+    with VismaDatabase(company_db) as db:
+        insert_custtr(db, rows)
+        sql, params = mark_payment(db.dialect, "Gr4", 1, 1, 2)
+        assert db.execute(sql, params) == 1
+    publisher = FakePublisher()
+    make_poller(company_db, publisher).poll_once()
+    assert published_keys(publisher) == [(1, 1)]
+
+
+def test_rows_inside_the_settle_window_wait_for_the_next_poll(company_db):
+    local_now = NOW.astimezone(OSLO)
+    ms_now = (local_now.hour * 3600 + local_now.minute * 60) * 1000
+    with VismaDatabase(company_db) as db:
+        insert_custtr(db, [payment_row(1, 1, ch_dt=20261127, ch_tmms=ms_now - 500)])
+    publisher = FakePublisher()
+    poller = make_poller(company_db, publisher)
+    assert poller.poll_once().published == 0
+    poller.clock = lambda: NOW.replace(second=10)
+    assert poller.poll_once().published == 1
+
+
+def test_a_payment_without_invoice_number_goes_to_dead_letters_and_polling_goes_on(company_db):
+    with VismaDatabase(company_db) as db:
+        insert_custtr(db, [payment_row(1, 1, invoice_no=""), payment_row(1, 2)])
+    publisher = FakePublisher()
+    outcome = make_poller(company_db, publisher).poll_once()
+    assert (outcome.published, outcome.bad_rows) == (1, 1)
+    letters = [json.loads(m.value) for m in publisher.committed if m.topic == TOPICS.dead_letters]
+    assert letters[0]["reason"] == "missing_invoice_no"
+    assert letters[0]["company_no"] == 1 and letters[0]["source_key"] == "JNo=1;EntNo=1"
+
+
+def test_a_failed_publish_does_not_move_the_cursor(company_db):
+    with VismaDatabase(company_db) as db:
+        insert_custtr(db, [payment_row(1, 1)])
+    publisher = FakePublisher(fail_next=1)
+    poller = make_poller(company_db, publisher)
+    try:
+        poller.poll_once()
+    except Exception:
+        pass
+    assert poller.state.payments_cursor is None
+    assert poller.poll_once().published == 1

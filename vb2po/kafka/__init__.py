@@ -1,0 +1,1 @@
+"""Kafka at the edge: topics, client construction, the producer's state topic, dead letters."""

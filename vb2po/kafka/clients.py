@@ -1,0 +1,51 @@
+"""kafka-python clients built from settings, so every process connects the same way."""
+from __future__ import annotations
+
+from typing import Any
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+
+from vb2po.settings import KafkaSettings
+
+
+def _common(kafka: KafkaSettings) -> dict[str, Any]:
+    return {"bootstrap_servers": kafka.bootstrap_servers.split(","), "security_protocol": kafka.security_protocol}
+
+
+def admin_client(kafka: KafkaSettings) -> KafkaAdminClient:
+    return KafkaAdminClient(client_id="vb2po-admin", **_common(kafka))
+
+
+def transactional_producer(kafka: KafkaSettings, transactional_id: str) -> KafkaProducer:
+    """Idempotent, acks=all, transactional: events and cursor state commit together."""
+    producer = KafkaProducer(
+        client_id=transactional_id,
+        transactional_id=transactional_id,
+        enable_idempotence=True,
+        acks="all",
+        linger_ms=5,
+        batch_size=256 * 1024,
+        compression_type=None,
+        **_common(kafka),
+    )
+    producer.init_transactions()  # fences any older producer with the same id
+    return producer
+
+
+def plain_producer(kafka: KafkaSettings, client_id: str) -> KafkaProducer:
+    return KafkaProducer(client_id=client_id, enable_idempotence=True, acks="all", linger_ms=5, **_common(kafka))
+
+
+def event_consumer(kafka: KafkaSettings, *topics: str, group_id: str | None, **overrides: Any) -> KafkaConsumer:
+    """Manual commits, read_committed: the consumer only sees what producers committed."""
+    config: dict[str, Any] = dict(
+        group_id=group_id,
+        client_id=f"vb2po-{group_id or 'reader'}",
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        auto_offset_reset="earliest",
+        max_poll_records=500,
+        **_common(kafka),
+    )
+    config.update(overrides)
+    return KafkaConsumer(*topics, **config)

@@ -1,0 +1,30 @@
+"""Every Prometheus metric vb2po exports, in one place (prefix vb2po_, base units)."""
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+# Producer
+ROWS_READ = Counter("vb2po_producer_rows_read_total", "Visma rows read by the producer", ["company"])
+EVENTS_PUBLISHED = Counter("vb2po_producer_events_published_total", "Events published", ["company", "event_type"])
+BAD_ROWS = Counter("vb2po_producer_bad_rows_total", "Rows sent to the dead-letter topic", ["company", "reason"])
+POLL_DURATION = Histogram("vb2po_producer_poll_duration_seconds", "Duration of one poll of one company", ["company"])
+CURSOR_LAG = Gauge("vb2po_producer_cursor_lag_seconds", "Age of the newest published Visma change", ["company"])
+LAST_POLL_SUCCESS = Gauge("vb2po_producer_last_success_timestamp_seconds", "Unix time of the last successful poll", ["company"])
+PRODUCER_ERRORS = Counter("vb2po_producer_errors_total", "Failed polls by error kind", ["company", "kind"])
+
+# Consumer
+EVENTS_CONSUMED = Counter("vb2po_consumer_events_consumed_total", "Events taken from Kafka", ["event_type"])
+EVENTS_APPLIED = Counter("vb2po_consumer_events_applied_total", "Events applied to PowerOffice", ["event_type"])
+EVENTS_SKIPPED = Counter("vb2po_consumer_events_skipped_total", "Events skipped as already applied", ["event_type", "why"])
+DEAD_LETTERED = Counter("vb2po_consumer_dead_letters_total", "Events sent to the dead-letter topic", ["event_type", "reason"])
+MARKERS_WRITTEN = Counter("vb2po_consumer_markers_written_total", "Processed markers written into Visma", ["company"])
+APPLY_LATENCY = Histogram(
+    "vb2po_consumer_apply_latency_seconds", "From the Visma change to the PowerOffice registration",
+    buckets=(0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600, 86400),
+)
+TRANSIENT_RETRIES = Counter("vb2po_consumer_retries_total", "Transient failures retried", ["reason"])
+
+
+def serve(port: int) -> None:
+    """Expose /metrics on 127.0.0.1 (in Kubernetes the chart sets the bind address)."""
+    start_http_server(port, addr="127.0.0.1")

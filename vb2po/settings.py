@@ -1,0 +1,176 @@
+"""One frozen settings object per process: a YAML file plus VB2PO_* environment overrides.
+
+Environment variables win over the file; nested fields use `__`, e.g.
+`VB2PO_KAFKA__BOOTSTRAP_SERVERS=127.0.0.1:9092`. Secrets are `SecretStr`: never logged.
+"""
+from __future__ import annotations
+
+import os
+from datetime import date
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+CONFIG_ENV = "VB2PO_CONFIG"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class MarkerSettings(_Section):
+    field: str = Field("Gr4", description="CustTr column that marks a payment as registered in PowerOffice")
+    value: int | str = Field(1, description="value written into that column")
+
+
+class PaymentRuleSettings(_Section):
+    """Which CustTr rows are payments: negative amount, voucher type in this list, and an
+    invoice number (a payment row without one is reported as a bad row)."""
+
+    voucher_types: tuple[int, ...] = (3,)
+
+
+class CompanySettings(_Section):
+    company_no: int = Field(gt=0)
+    odbc: SecretStr = Field(description="ODBC connection string of the company database (F0001 ...)")
+    dialect: str | None = Field(None, description="tsql | postgresql | sqlite; guessed from the driver when unset")
+    currency: str = "NOK"
+
+
+class InvoiceClientSettings(_Section):
+    name: str
+    client_key: SecretStr
+    bank_account: int = Field(1920, description="bank general-ledger account the payments are debited to")
+    company_no: int | None = Field(None, description="Visma company; the default company when unset")
+
+
+class PowerOfficeSettings(_Section):
+    api_url: str = "https://goapi.poweroffice.net/v2"
+    token_url: str = "https://goapi.poweroffice.net/OAuth/Token"
+    application_key: SecretStr = SecretStr("")
+    subscription_key: SecretStr = SecretStr("")
+    timeout_s: float = 10.0
+    requests_per_second: float = 10.0
+
+
+class TopicSettings(_Section):
+    payments: str = "vb2po.payments"
+    credit_blocks: str = "vb2po.credit-blocks"
+    dead_letters: str = "vb2po.dead-letters"
+    producer_state: str = "vb2po.producer-state"
+    partitions: int = 6
+    replication_factor: int = 1
+    retention_ms: int = 14 * 24 * 3600 * 1000
+
+
+class KafkaSettings(_Section):
+    bootstrap_servers: str = "127.0.0.1:9092"
+    topics: TopicSettings = TopicSettings()
+    consumer_group: str = "vb2po-consumer"
+    security_protocol: str = "PLAINTEXT"
+
+
+class ProducerSettings(_Section):
+    poll_interval_s: float = 1.0
+    settle_s: float = 2.0  # hold back the newest changes this long: lets open transactions commit
+    page_size: int = 2000
+
+
+class ConsumerSettings(_Section):
+    poll_timeout_ms: int = 500
+    max_records: int = 500
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="VB2PO_", env_nested_delimiter="__", frozen=True, extra="forbid")
+
+    integration_enabled: bool = True
+    visma_timezone: str = "Europe/Oslo"
+    lookback_date: date = Field(description="payments with an earlier voucher date are not transferred")
+    credit_block_sync: bool = True
+    marker: MarkerSettings = MarkerSettings()
+    payment_rule: PaymentRuleSettings = PaymentRuleSettings()
+    default_company_no: int = 1
+    companies: tuple[CompanySettings, ...]
+    invoice_clients: tuple[InvoiceClientSettings, ...]
+    poweroffice: PowerOfficeSettings = PowerOfficeSettings()
+    kafka: KafkaSettings = KafkaSettings()
+    producer: ProducerSettings = ProducerSettings()
+    consumer: ConsumerSettings = ConsumerSettings()
+    metrics_port: int = 0  # 0: no metrics server
+
+    @field_validator("visma_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}; use an IANA name such as Europe/Oslo") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _clients_map_to_companies(self) -> "Settings":
+        known = {c.company_no for c in self.companies}
+        for client in self.invoice_clients:
+            if self.company_of(client) not in known:
+                raise ValueError(
+                    f"invoice client {client.name!r} maps to Visma company {self.company_of(client)}, "
+                    f"which has no entry under companies: (known: {sorted(known)})"
+                )
+        return self
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.visma_timezone)
+
+    def company_of(self, client: InvoiceClientSettings) -> int:
+        return client.company_no or self.default_company_no
+
+    def company(self, company_no: int) -> CompanySettings:
+        for company in self.companies:
+            if company.company_no == company_no:
+                return company
+        raise KeyError(f"no Visma company {company_no} configured")
+
+    def clients_of_company(self, company_no: int) -> list[InvoiceClientSettings]:
+        return [c for c in self.invoice_clients if self.company_of(c) == company_no]
+
+    def client(self, name: str) -> InvoiceClientSettings:
+        for client in self.invoice_clients:
+            if client.name == name:
+                return client
+        raise KeyError(f"no invoice client {name!r}; known: {[c.name for c in self.invoice_clients]}")
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):
+        return (init_settings, env_settings, _YamlFile(settings_cls))
+
+
+class _YamlFile(PydanticBaseSettingsSource):
+    """The settings file named by VB2PO_CONFIG (or passed to `load`)."""
+
+    path: Path | None = None
+
+    def get_field_value(self, field, field_name):  # pragma: no cover - whole-file source
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        path = self.path or (Path(os.environ[CONFIG_ENV]) if os.environ.get(CONFIG_ENV) else None)
+        if path is None:
+            return {}
+        data = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected a mapping of settings at the top level")
+        return data
+
+
+def load(path: str | Path | None = None) -> Settings:
+    _YamlFile.path = Path(path) if path else None
+    try:
+        return Settings()
+    finally:
+        _YamlFile.path = None

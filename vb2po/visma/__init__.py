@@ -1,0 +1,1 @@
+"""Visma Business over ODBC: table shapes, SQL dialects, checked identifiers, connections."""

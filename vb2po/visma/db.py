@@ -1,0 +1,133 @@
+"""One Visma company database over pyodbc, and the one place that classifies database errors."""
+from __future__ import annotations
+
+import logging
+from typing import Any, Iterator, Sequence
+
+import pyodbc
+
+from vb2po.errors import TerminalError, TransientError
+from vb2po.visma.dialect import Dialect, DialectName, dialect_for, guess_dialect
+
+log = logging.getLogger(__name__)
+
+# SQLSTATE classes/codes worth a retry: connection trouble, deadlock/serialization, timeouts,
+# server shutting down. Everything else is a bug or a schema problem that retrying cannot fix.
+_TRANSIENT_SQLSTATE_PREFIXES = ("08", "40", "HYT", "57P", "53")
+_TRANSIENT_SQLSTATES = {"HY000"}  # drivers report lost sockets this way (psqlODBC "could not send")
+
+
+def classify_db_error(exc: BaseException) -> TransientError | TerminalError:
+    sqlstate = str(exc.args[0]) if getattr(exc, "args", None) else ""
+    text = " ".join(str(a) for a in getattr(exc, "args", ()))
+    if isinstance(exc, pyodbc.OperationalError) or sqlstate.startswith(_TRANSIENT_SQLSTATE_PREFIXES):
+        return TransientError(f"database unavailable ({sqlstate}): {text}", reason="db_unavailable")
+    if sqlstate in _TRANSIENT_SQLSTATES and any(
+        hint in text.lower() for hint in ("connection", "server closed", "could not send", "terminat", "deadlock", "locked")
+    ):
+        return TransientError(f"database unavailable ({sqlstate}): {text}", reason="db_unavailable")
+    return TerminalError(f"database error ({sqlstate}): {text}", reason="db_error")
+
+
+class VismaDatabase:
+    """A lazily (re)connected pyodbc connection to one Visma company database.
+
+    After a transient failure the connection is dropped, so the next call reconnects.
+    """
+
+    def __init__(self, connection_string: str, dialect: str | DialectName | None = None, *, login_timeout: int = 10):
+        self.connection_string = connection_string
+        self.dialect: Dialect = dialect_for(dialect or guess_dialect(connection_string))
+        self._login_timeout = login_timeout
+        self._conn: pyodbc.Connection | None = None
+
+    def _connection(self) -> pyodbc.Connection:
+        if self._conn is None:
+            try:
+                self._conn = pyodbc.connect(self.connection_string, autocommit=False, timeout=self._login_timeout)
+            except pyodbc.Error as exc:
+                raise classify_db_error(exc) from exc
+        return self._conn
+
+    def _failed(self, exc: pyodbc.Error) -> TransientError | TerminalError:
+        error = classify_db_error(exc)
+        if isinstance(error, TransientError):
+            self.close()
+        else:
+            self._rollback_quietly()
+        return error
+
+    def _rollback_quietly(self) -> None:
+        try:
+            if self._conn is not None:
+                self._conn.rollback()
+        except pyodbc.Error:
+            self.close()
+
+    def query(self, sql: str, params: Sequence[Any] = (), *, batch_size: int = 1000) -> Iterator[tuple]:
+        """Rows as tuples, fetched in batches so memory stays flat; ends the read transaction."""
+        conn = self._connection()
+        try:
+            cursor = conn.cursor()
+            cursor.execute(sql, list(params))
+            while True:
+                rows = cursor.fetchmany(batch_size)
+                if not rows:
+                    break
+                for row in rows:
+                    yield tuple(row)
+            cursor.close()
+            conn.commit()
+        except pyodbc.Error as exc:
+            raise self._failed(exc) from exc
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """One statement in its own transaction; returns the affected row count."""
+        conn = self._connection()
+        try:
+            cursor = conn.cursor()
+            cursor.execute(sql, list(params))
+            count = cursor.rowcount
+            cursor.close()
+            conn.commit()
+            return count
+        except pyodbc.Error as exc:
+            raise self._failed(exc) from exc
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        conn = self._connection()
+        try:
+            cursor = conn.cursor()
+            cursor.fast_executemany = self.dialect.name is DialectName.TSQL
+            cursor.executemany(sql, rows)
+            cursor.close()
+            conn.commit()
+        except pyodbc.Error as exc:
+            raise self._failed(exc) from exc
+
+    def column_names(self, table: str) -> list[str]:
+        """The table's real column names from the ODBC catalog."""
+        conn = self._connection()
+        try:
+            cursor = conn.cursor()
+            schema = "dbo" if self.dialect.name is DialectName.TSQL else None
+            names = [row.column_name for row in cursor.columns(table=table, schema=schema)]
+            cursor.close()
+            conn.commit()
+            return names
+        except pyodbc.Error as exc:
+            raise self._failed(exc) from exc
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except pyodbc.Error:
+                pass
+            self._conn = None
+
+    def __enter__(self) -> "VismaDatabase":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
