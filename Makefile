@@ -1,0 +1,25 @@
+# The two commands a person needs: `make demo` and `make test`. Both install what is missing.
+PY := .venv/bin/python
+
+.PHONY: demo test deps unit bench-producer bench-consumer clean
+
+deps:
+	@bash devstack/deps.sh
+
+demo: deps
+	@$(PY) -m devstack.demo
+
+test: deps
+	@$(PY) -m pytest -q
+
+unit: deps
+	@$(PY) -m pytest -q tests/unit
+
+bench-producer: deps
+	@$(PY) -m bench.producer
+
+bench-consumer: deps
+	@$(PY) -m bench.consumer
+
+clean:
+	rm -rf .venv build *.egg-info .pytest_cache

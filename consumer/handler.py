@@ -1,0 +1,102 @@
+"""Processing one consumed record to completion: applied, skipped, or dead-lettered.
+
+Transient failures are retried here with backoff (honouring Retry-After) until they succeed or
+the service stops; terminal failures and undecodable messages go to the dead-letter topic.
+`handle` returns only when the record is fully processed, so its offset may be committed.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Callable, Protocol
+
+from consumer.dead_letters import DeadLetterSink
+from schemas.codec import UndecodableEvent, decode
+from schemas.events import CreditBlockEvent, PaymentEvent
+from vb2po import metrics
+from vb2po.errors import TerminalError, TransientError
+from vb2po.kafka.dead_letters import DeadLetter, original_text
+from vb2po.retry import Backoff
+
+log = logging.getLogger(__name__)
+
+
+class StopRequested(Exception):
+    """The service is stopping while a record still waits for a retry: do not commit it."""
+
+
+@dataclass(frozen=True)
+class Record:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+class EventApplier(Protocol):
+    def apply(self, event) -> str: ...
+
+
+class RecordHandler:
+    def __init__(
+        self,
+        payments: EventApplier,
+        credit_blocks: EventApplier,
+        dead_letters: DeadLetterSink,
+        *,
+        stop: threading.Event,
+        backoff: Backoff = Backoff(),
+        now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+    ):
+        self.payments = payments
+        self.credit_blocks = credit_blocks
+        self.dead_letters = dead_letters
+        self.stop = stop
+        self.backoff = backoff
+        self.now = now
+
+    def handle(self, record: Record) -> str:
+        try:
+            event = decode(record.value)
+        except UndecodableEvent as exc:
+            metrics.EVENTS_CONSUMED.labels("unknown").inc()
+            return self._dead_letter(record, None, "undecodable", str(exc), attempts=1, first=self.now())
+        event_type = "payment" if isinstance(event, PaymentEvent) else "credit_block"
+        metrics.EVENTS_CONSUMED.labels(event_type).inc()
+        applier = self.payments if isinstance(event, PaymentEvent) else self.credit_blocks
+        first_failure: datetime | None = None
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return applier.apply(event)
+            except TransientError as exc:
+                first_failure = first_failure or self.now()
+                metrics.TRANSIENT_RETRIES.labels(exc.reason).inc()
+                delay = self.backoff.delay(attempt, exc.retry_after)
+                log.warning("event %s: %s (attempt %s), retrying in %.2fs", event.event_id, exc, attempt, delay)
+                if self.stop.wait(delay):
+                    raise StopRequested() from exc
+            except TerminalError as exc:
+                return self._dead_letter(record, event, exc.reason, str(exc), attempts=attempt,
+                                         first=first_failure or self.now())
+
+    def _dead_letter(self, record: Record, event: PaymentEvent | CreditBlockEvent | None, reason: str,
+                     error: str, *, attempts: int, first: datetime) -> str:
+        letter = DeadLetter(
+            stage="consumer", reason=reason, error=error,
+            company_no=event.source.company_no if event else None,
+            source_key=event.source.key if event else None,
+            event_id=str(event.event_id) if event else None,
+            topic=record.topic, partition=record.partition, offset=record.offset,
+            attempts=attempts, first_failed_at=first.isoformat(), failed_at=self.now().isoformat(),
+            original=original_text(record.value),
+        )
+        self.dead_letters.send(letter, record.key)
+        event_type = "unknown" if event is None else ("payment" if isinstance(event, PaymentEvent) else "credit_block")
+        metrics.DEAD_LETTERED.labels(event_type, reason).inc()
+        log.error("dead-lettered %s[%s]@%s: %s: %s", record.topic, record.partition, record.offset, reason, error)
+        return "dead_lettered"
