@@ -28,10 +28,14 @@ def visma_clock(now: datetime, settle_s: float, time_column: str) -> tuple[int, 
 
 def advance(cursor: Position | None, published: Position) -> Position:
     """The later of two positions: the cursor never moves backwards."""
-    if cursor is None or _tuple(published) > _tuple(cursor):
+    if cursor is None or is_after(published, cursor):
         return published
     return cursor
 
 
 def _tuple(p: Position) -> tuple[int, int, int, int]:
     return (p.ch_dt, p.ch_time, p.jno, p.entno)
+
+
+def is_after(position: Position, cursor: Position) -> bool:
+    return _tuple(position) > _tuple(cursor)

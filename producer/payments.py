@@ -1,23 +1,28 @@
-"""Change polling of one company's payments: read pages after the cursor, publish each page
-with the moved cursor in one transaction."""
+"""Change polling of one company's payments, and the safety-net sweep.
+
+`poll_once` reads pages after the cursor up to the settle bound and publishes each page with
+the moved cursor in one transaction. `sweep_once` re-finds every still-unmarked payment at or
+behind the cursor (a transaction that committed late with an old change time, a restored
+backup, a marker wiped by hand) and publishes it again under the same event id.
+"""
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Callable
 from zoneinfo import ZoneInfo
 
 from producer.company import CompanySource
-from producer.cursor import advance, visma_clock
+from producer.cursor import advance, is_after, visma_clock
 from producer.publisher import Outgoing, Publisher
-from producer.rows import BadRow, PaymentRow, payment_event
+from producer.rows import BadRow, PaymentRow, payment_event, visma_change_time
 from producer.state import CompanyState
 from schemas.codec import encode
 from schemas.events import customer_key
 from vb2po.kafka.dead_letters import DeadLetter
 from vb2po.settings import TopicSettings
-from vb2po.visma.queries import pending_payments_page
+from vb2po.visma.queries import pending_payments_page, unmarked_payments_page
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +33,12 @@ class PollOutcome:
     published: int = 0
     bad_rows: int = 0
     newest_change: datetime | None = None
+
+    def __add__(self, other: "PollOutcome") -> "PollOutcome":
+        return PollOutcome(
+            self.rows_read + other.rows_read, self.published + other.published, self.bad_rows + other.bad_rows,
+            other.newest_change or self.newest_change,
+        )
 
 
 class PaymentPoller:
@@ -41,6 +52,7 @@ class PaymentPoller:
         *,
         page_size: int = 2000,
         settle_s: float = 2.0,
+        sweep_grace_s: float = 60.0,
         clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
     ):
         self.source = source
@@ -50,6 +62,7 @@ class PaymentPoller:
         self.state = state
         self.page_size = page_size
         self.settle_s = settle_s
+        self.sweep_grace_s = max(sweep_grace_s, settle_s)
         self.clock = clock
 
     @property
@@ -62,28 +75,45 @@ class PaymentPoller:
         upper = visma_clock(self.clock().astimezone(self.zone), self.settle_s, sel.time_column)
         total = PollOutcome()
         while True:
-            sql, params = pending_payments_page(
-                self.source.db.dialect, sel, self.state.payments_cursor, upper, self.page_size
-            )
+            sql, params = pending_payments_page(self.source.db.dialect, sel, self.state.payments_cursor, upper, self.page_size)
             rows = [PaymentRow.from_tuple(r) for r in self.source.db.query(sql, params)]
             if not rows:
                 return total
-            page = self._publish_page(rows)
-            total = PollOutcome(
-                rows_read=total.rows_read + page.rows_read,
-                published=total.published + page.published,
-                bad_rows=total.bad_rows + page.bad_rows,
-                newest_change=page.newest_change or total.newest_change,
-            )
+            total += self._publish(rows, move_cursor=True)
             if len(rows) < self.page_size:
                 return total
 
-    def _publish_page(self, rows: list[PaymentRow]) -> PollOutcome:
+    def sweep_once(self) -> PollOutcome:
+        """Publish again every unmarked payment the cursor has passed and that is older than the
+        grace period (younger ones may simply still be on their way through Kafka)."""
+        sel = self.source.selection
+        cutoff = self.clock() - timedelta(seconds=self.sweep_grace_s)
+        total = PollOutcome()
+        after_key = None
+        while True:
+            sql, params = unmarked_payments_page(self.source.db.dialect, sel, after_key, self.page_size)
+            rows = [PaymentRow.from_tuple(r) for r in self.source.db.query(sql, params)]
+            if not rows:
+                return total
+            after_key = (int(rows[-1].jno), int(rows[-1].entno))
+            cursor = self.state.payments_cursor
+            behind = [
+                r for r in rows
+                if cursor is not None and not is_after(r.position(), cursor)
+                and visma_change_time(r.ch_dt, r.ch_time, sel.time_column, self.zone) <= cutoff
+            ]
+            if behind:
+                total += self._publish(behind, move_cursor=False)
+            if len(rows) < self.page_size:
+                return total
+
+    def _publish(self, rows: list[PaymentRow], *, move_cursor: bool) -> PollOutcome:
         now = self.clock()
         company = self.source.company
         messages: list[Outgoing] = []
         cursor = self.state.payments_cursor
-        published = bad = 0
+        bad_keys: set[str] = set()
+        published = 0
         newest = None
         for row in rows:
             try:
@@ -95,14 +125,20 @@ class PaymentPoller:
                 published += 1
                 newest = event.occurred_at
             except BadRow as exc:
-                log.warning("bad row to dead letters: %s", exc)
-                letter = DeadLetter(stage="producer", reason=exc.reason, error=str(exc),
-                                    company_no=company.company_no, source_key=row.key)
-                messages.append(Outgoing(self.topics.dead_letters, f"{company.company_no}:{row.key}".encode(), letter.encode()))
-                bad += 1
-            if row.jno is not None and row.entno is not None:
+                if row.key not in self.state.dead_lettered:  # the sweep finds bad rows again and again
+                    log.warning("bad row to dead letters: %s", exc)
+                    letter = DeadLetter(stage="producer", reason=exc.reason, error=str(exc),
+                                        company_no=company.company_no, source_key=row.key)
+                    messages.append(Outgoing(self.topics.dead_letters, f"{company.company_no}:{row.key}".encode(), letter.encode()))
+                    bad_keys.add(row.key)
+            if move_cursor and row.jno is not None and row.entno is not None:
                 cursor = advance(cursor, row.position())
         new_state = replace(self.state, payments_cursor=cursor)
-        self.publisher.publish(messages, Outgoing(self.topics.producer_state, new_state.key(), new_state.encode()))
+        if bad_keys:
+            new_state = new_state.with_dead_lettered(bad_keys)
+        if new_state != self.state:
+            messages.append(Outgoing(self.topics.producer_state, new_state.key(), new_state.encode()))
+        if messages:
+            self.publisher.publish(messages)
         self.state = new_state  # only after the transaction committed
-        return PollOutcome(rows_read=len(rows), published=published, bad_rows=bad, newest_change=newest)
+        return PollOutcome(rows_read=len(rows), published=published, bad_rows=len(bad_keys), newest_change=newest)

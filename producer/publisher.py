@@ -32,7 +32,10 @@ class ProducerFenced(TerminalError):
 
 
 class Publisher(Protocol):
-    def publish(self, messages: list[Outgoing], state: Outgoing) -> None: ...
+    def publish(self, messages: list[Outgoing]) -> None:
+        """All messages (events, dead letters, state records) in one transaction."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -42,13 +45,12 @@ class KafkaTransactionalPublisher:
         self._transactional_id = transactional_id
         self._producer = transactional_producer(kafka, transactional_id)
 
-    def publish(self, messages: list[Outgoing], state: Outgoing) -> None:
+    def publish(self, messages: list[Outgoing]) -> None:
         producer = self._producer
         try:
             producer.begin_transaction()
             for m in messages:
                 producer.send(m.topic, key=m.key, value=m.value)
-            producer.send(state.topic, key=state.key, value=state.value)
             producer.commit_transaction()
         except ProducerFencedError as exc:
             raise ProducerFenced(f"producer {self._transactional_id} was fenced by a newer instance") from exc
@@ -79,15 +81,18 @@ class FakePublisher:
 
     def __init__(self, fail_next: int = 0):
         self.committed: list[Outgoing] = []
-        self.states: list[Outgoing] = []
+        self.transactions = 0
         self.fail_next = fail_next
 
-    def publish(self, messages: list[Outgoing], state: Outgoing) -> None:
+    def publish(self, messages: list[Outgoing]) -> None:
         if self.fail_next:
             self.fail_next -= 1
             raise TransientError("fake publish failure", reason="kafka")
         self.committed.extend(messages)
-        self.states.append(state)
+        self.transactions += 1
+
+    def on_topic(self, topic: str) -> list[Outgoing]:
+        return [m for m in self.committed if m.topic == topic]
 
     def close(self) -> None:
         pass

@@ -1,5 +1,6 @@
-"""The producer process: one poll loop per Visma company, each with its own cursor and
-transactional id, so a slow or failing company never holds up another."""
+"""The producer process: one worker per Visma company, each with its own cursor, schedule and
+Kafka transactional id, so a slow or failing company never holds up another and a second
+producer instance for the same company is fenced."""
 from __future__ import annotations
 
 import logging
@@ -8,6 +9,7 @@ import time
 from datetime import datetime, timezone
 
 from producer.company import open_company
+from producer.credit_blocks import CreditBlockPoller
 from producer.payments import PaymentPoller, PollOutcome
 from producer.publisher import KafkaTransactionalPublisher, ProducerFenced
 from producer.state import CompanyState, load_states
@@ -15,7 +17,7 @@ from vb2po import metrics
 from vb2po.errors import TerminalError, TransientError
 from vb2po.kafka.topics import ensure_topics
 from vb2po.retry import Backoff
-from vb2po.settings import Settings
+from vb2po.settings import CompanySettings, Settings
 
 log = logging.getLogger(__name__)
 
@@ -24,11 +26,100 @@ def transactional_id(company_no: int) -> str:
     return f"vb2po-producer-company-{company_no}"
 
 
+def _as_vb2po_error(exc: Exception) -> TransientError | TerminalError:
+    if isinstance(exc, (TransientError, TerminalError)):
+        return exc
+    # Connecting to Kafka or the database at start: worth another try later.
+    return TransientError(f"{type(exc).__name__}: {exc}", reason="unavailable")
+
+
+class CompanyWorker:
+    """Everything the producer does for one company, opened lazily so a company that is down
+    at start does not stop the others from starting."""
+
+    def __init__(self, settings: Settings, company: CompanySettings, state: CompanyState):
+        self.settings = settings
+        self.company = company
+        self.initial_state = state
+        self.payments: PaymentPoller | None = None
+        self.credit_blocks: CreditBlockPoller | None = None
+        self.lock = threading.Lock()
+        self.fenced = False
+        self._due = {"credit_blocks": 0.0, "sweep": time.monotonic() + settings.producer.sweep_interval_s,
+                     "reassert": time.monotonic() + settings.producer.reassert_interval_s}
+
+    @property
+    def label(self) -> str:
+        return str(self.company.company_no)
+
+    def _open(self) -> None:
+        if self.payments is not None:
+            return
+        p = self.settings.producer
+        source = open_company(self.settings, self.company)
+        publisher = KafkaTransactionalPublisher(self.settings.kafka, transactional_id(self.company.company_no))
+        topics, zone = self.settings.kafka.topics, self.settings.zone
+        self.credit_blocks = CreditBlockPoller(source, publisher, topics, zone, self.initial_state.blocks, page_size=p.page_size)
+        self.payments = PaymentPoller(source, publisher, topics, zone, self.initial_state,
+                                      page_size=p.page_size, settle_s=p.settle_s, sweep_grace_s=p.sweep_grace_s)
+        log.info("company %s: open; payments cursor %s, %s customers known",
+                 self.label, self.initial_state.payments_cursor, len(self.initial_state.blocks))
+
+    def fetch_now(self) -> PollOutcome:
+        """Poll this company's payments now (the operator's "fetch now")."""
+        with self.lock:
+            try:
+                self._open()
+            except Exception as exc:  # noqa: BLE001 - classified, counted and re-raised
+                raise _as_vb2po_error(exc) from exc
+            return self._timed("payments", self.payments.poll_once)
+
+    def tick(self) -> None:
+        """One round of whatever is due: payments always; credit blocks, sweep, re-assertion on
+        their own slower schedules."""
+        with self.lock:
+            try:
+                self._open()
+            except Exception as exc:  # noqa: BLE001
+                raise _as_vb2po_error(exc) from exc
+            p, now = self.settings.producer, time.monotonic()
+            self._timed("payments", self.payments.poll_once)
+            if now >= self._due["credit_blocks"]:
+                reassert = now >= self._due["reassert"]
+                self._timed("credit_blocks", lambda: self.credit_blocks.poll_once(reassert=reassert))
+                self._due["credit_blocks"] = now + p.credit_block_interval_s
+                if reassert:
+                    self._due["reassert"] = now + p.reassert_interval_s
+            if now >= self._due["sweep"]:
+                outcome = self._timed("sweep", self.payments.sweep_once)
+                if outcome.published:
+                    log.warning("company %s: safety-net sweep published %s unmarked payments again", self.label, outcome.published)
+                self._due["sweep"] = now + p.sweep_interval_s
+            metrics.LAST_POLL_SUCCESS.labels(self.label).set(time.time())
+
+    def _timed(self, kind: str, poll) -> PollOutcome:
+        with metrics.POLL_DURATION.labels(self.label).time():
+            outcome: PollOutcome = poll()
+        event_type = "credit_block" if kind == "credit_blocks" else "payment"
+        metrics.ROWS_READ.labels(self.label).inc(outcome.rows_read)
+        metrics.EVENTS_PUBLISHED.labels(self.label, event_type).inc(outcome.published)
+        if kind == "payments" and outcome.newest_change is not None:
+            age = (datetime.now(timezone.utc) - outcome.newest_change).total_seconds()
+            metrics.CURSOR_LAG.labels(self.label).set(max(0.0, age))
+        if outcome.published or outcome.bad_rows:
+            log.info("company %s: %s: published %s events, %s bad rows", self.label, kind, outcome.published, outcome.bad_rows)
+        return outcome
+
+    def close(self) -> None:
+        if self.payments is not None:
+            self.payments.publisher.close()
+            self.payments.source.db.close()
+
+
 class ProducerService:
     def __init__(self, settings: Settings):
         self.settings = settings
-        self.pollers: dict[int, PaymentPoller] = {}
-        self._locks: dict[int, threading.Lock] = {}
+        self.workers: dict[int, CompanyWorker] = {}
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -37,68 +128,55 @@ class ProducerService:
         states = load_states(self.settings.kafka)
         for company in self.settings.companies:
             n = company.company_no
-            source = open_company(self.settings, company)
-            publisher = KafkaTransactionalPublisher(self.settings.kafka, transactional_id(n))
-            self.pollers[n] = PaymentPoller(
-                source, publisher, self.settings.kafka.topics, self.settings.zone,
-                states.get(n, CompanyState(n)),
-                page_size=self.settings.producer.page_size, settle_s=self.settings.producer.settle_s,
-            )
-            self._locks[n] = threading.Lock()
-            log.info("company %s: resuming from %s", n, self.pollers[n].state.payments_cursor)
+            self.workers[n] = CompanyWorker(self.settings, company, states.get(n, CompanyState(n)))
         return self
 
-    def poll_company(self, company_no: int) -> PollOutcome:
-        """One poll of one company now (also the operator's "fetch now")."""
-        poller = self.pollers[company_no]
-        label = str(company_no)
-        with self._locks[company_no], metrics.POLL_DURATION.labels(label).time():
-            outcome = poller.poll_once()
-        metrics.ROWS_READ.labels(label).inc(outcome.rows_read)
-        metrics.EVENTS_PUBLISHED.labels(label, "payment").inc(outcome.published)
-        metrics.LAST_POLL_SUCCESS.labels(label).set(time.time())
-        if outcome.newest_change is not None:
-            metrics.CURSOR_LAG.labels(label).set((datetime.now(timezone.utc) - outcome.newest_change).total_seconds())
-        return outcome
-
-    def poll_all(self) -> dict[int, PollOutcome]:
-        return {n: self.poll_company(n) for n in self.pollers}
+    def fetch_now(self, client: str | None = None) -> dict[int, PollOutcome]:
+        """Poll now for one invoice client's company, or (client None) for every company."""
+        if client is None:
+            companies = sorted(self.workers)
+        else:
+            companies = [self.settings.company_of(self.settings.client(client))]
+        return {n: self.workers[n].fetch_now() for n in companies}
 
     def run(self) -> None:
-        """Poll every company on its schedule until `stop()`."""
-        for n in self.pollers:
-            thread = threading.Thread(target=self._loop, args=(n,), name=f"poll-company-{n}", daemon=True)
+        """Run every company's loop until `stop()`."""
+        for n in self.workers:
+            thread = threading.Thread(target=self._loop, args=(self.workers[n],), name=f"company-{n}", daemon=True)
             thread.start()
             self._threads.append(thread)
         for thread in self._threads:
             while thread.is_alive():
                 thread.join(timeout=0.5)
 
-    def _loop(self, company_no: int) -> None:
+    def _loop(self, worker: CompanyWorker) -> None:
         backoff, attempt = Backoff(base_s=0.5, cap_s=30), 0
         while not self._stop.is_set():
             try:
-                outcome = self.poll_company(company_no)
+                worker.tick()
                 attempt = 0
-                if outcome.published or outcome.bad_rows:
-                    log.info("company %s: published %s events, %s bad rows", company_no, outcome.published, outcome.bad_rows)
                 self._stop.wait(self.settings.producer.poll_interval_s)
             except ProducerFenced:
-                log.error("company %s: fenced by another producer instance; stopping this company", company_no)
-                metrics.PRODUCER_ERRORS.labels(str(company_no), "fenced").inc()
+                log.error("company %s: fenced by another producer instance; this instance stops polling it", worker.label)
+                metrics.PRODUCER_ERRORS.labels(worker.label, "fenced").inc()
+                worker.fenced = True
                 return
             except (TransientError, TerminalError) as exc:
                 attempt += 1
-                metrics.PRODUCER_ERRORS.labels(str(company_no), exc.reason).inc()
-                delay = backoff.delay(attempt)
-                log.warning("company %s: poll failed (%s), retrying in %.1fs: %s", company_no, exc.reason, delay, exc)
+                metrics.PRODUCER_ERRORS.labels(worker.label, exc.reason).inc()
+                delay = Backoff.delay(backoff, attempt)
+                log.warning("company %s: poll failed (%s), retrying in %.1fs: %s", worker.label, exc.reason, delay, exc)
                 self._stop.wait(delay)
+            except Exception as exc:  # noqa: BLE001 - a bug must not silently end a company's loop
+                attempt += 1
+                metrics.PRODUCER_ERRORS.labels(worker.label, "unexpected").inc()
+                log.exception("company %s: unexpected error", worker.label)
+                self._stop.wait(Backoff.delay(backoff, attempt))
 
     def stop(self) -> None:
         self._stop.set()
 
     def close(self) -> None:
         self.stop()
-        for poller in self.pollers.values():
-            poller.publisher.close()
-            poller.source.db.close()
+        for worker in self.workers.values():
+            worker.close()

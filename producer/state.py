@@ -1,13 +1,18 @@
-"""The producer's committed progress per company, kept in a compacted Kafka topic.
+"""The producer's committed progress, kept in a compacted Kafka topic.
 
-The state record is written in the same Kafka transaction as the events it vouches for, so
-a restarted producer resumes exactly where the last committed transaction ended.
+State records are written in the same Kafka transaction as the events they vouch for, so a
+restarted producer resumes exactly where the last committed transaction ended. Two kinds of
+record, so no single message grows with the number of customers:
+
+- `company:<n>`: the payments cursor and the rows already dead-lettered (bad rows are rare);
+- `company:<n>:customer:<no>`: the last credit-block state published for one customer, with
+  a sequence number that gives each block/lift its own event id.
 """
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from kafka import TopicPartition
 
@@ -15,41 +20,81 @@ from vb2po.kafka.clients import event_consumer
 from vb2po.settings import KafkaSettings
 from vb2po.visma.queries import Position
 
+MAX_REMEMBERED_BAD_ROWS = 10_000
+
+
+@dataclass(frozen=True)
+class CustomerBlock:
+    blocked: bool
+    seq: int  # how many state changes were published for this customer
+
 
 @dataclass(frozen=True)
 class CompanyState:
     company_no: int
     payments_cursor: Position | None = None
-    blocked: dict[int, bool] = field(default_factory=dict)  # customer no -> last published block state
+    dead_lettered: frozenset[str] = frozenset()  # row keys already sent to dead letters
+    blocks: dict[int, CustomerBlock] = field(default_factory=dict)  # customer no -> last published
 
     def key(self) -> bytes:
-        return state_key(self.company_no)
+        return company_key(self.company_no)
 
     def encode(self) -> bytes:
         cur = self.payments_cursor
         return json.dumps({
             "company_no": self.company_no,
             "payments_cursor": None if cur is None else [cur.ch_dt, cur.ch_time, cur.jno, cur.entno],
-            "blocked": {str(k): v for k, v in self.blocked.items()},
+            "dead_lettered": sorted(self.dead_lettered),
         }).encode()
 
-    @classmethod
-    def decode(cls, raw: bytes) -> "CompanyState":
+    def with_dead_lettered(self, keys: set[str]) -> "CompanyState":
+        merged = sorted(self.dead_lettered | keys)[-MAX_REMEMBERED_BAD_ROWS:]
+        return replace(self, dead_lettered=frozenset(merged))
+
+    @staticmethod
+    def decode_into(state: "CompanyState", raw: bytes) -> "CompanyState":
         data = json.loads(raw)
         cur = data.get("payments_cursor")
-        return cls(
-            company_no=int(data["company_no"]),
+        return replace(
+            state,
             payments_cursor=Position(*cur) if cur else None,
-            blocked={int(k): bool(v) for k, v in (data.get("blocked") or {}).items()},
+            dead_lettered=frozenset(data.get("dead_lettered") or ()),
         )
 
 
-def state_key(company_no: int) -> bytes:
+def company_key(company_no: int) -> bytes:
     return f"company:{company_no}".encode()
 
 
-def load_states(kafka: KafkaSettings, timeout_s: float = 30) -> dict[int, CompanyState]:
-    """Read the state topic to its end (committed records only); the last record per key wins."""
+def customer_key(company_no: int, customer_no: int) -> bytes:
+    return f"company:{company_no}:customer:{customer_no}".encode()
+
+
+def encode_block(block: CustomerBlock) -> bytes:
+    return json.dumps({"blocked": block.blocked, "seq": block.seq}).encode()
+
+
+def apply_record(states: dict[int, CompanyState], key: bytes, value: bytes | None) -> None:
+    """Fold one state-topic record into `states` (last record per key wins)."""
+    parts = key.decode().split(":")
+    company_no = int(parts[1])
+    state = states.get(company_no) or CompanyState(company_no)
+    if len(parts) == 2:
+        if value is not None:
+            state = CompanyState.decode_into(state, value)
+    elif len(parts) == 4 and parts[2] == "customer":
+        blocks = dict(state.blocks)
+        if value is None:
+            blocks.pop(int(parts[3]), None)
+        else:
+            data = json.loads(value)
+            blocks[int(parts[3])] = CustomerBlock(bool(data["blocked"]), int(data["seq"]))
+        state = replace(state, blocks=blocks)
+    states[company_no] = state
+
+
+def load_states(kafka: KafkaSettings, timeout_s: float = 60) -> dict[int, CompanyState]:
+    """Read the state topic to its end (committed records only)."""
     topic = kafka.topics.producer_state
     consumer = event_consumer(kafka, group_id=None, consumer_timeout_ms=1000)
     try:
@@ -66,9 +111,8 @@ def load_states(kafka: KafkaSettings, timeout_s: float = 30) -> dict[int, Compan
                 raise TimeoutError(f"could not read producer state topic {topic} to its end in {timeout_s}s")
             for records in consumer.poll(timeout_ms=500).values():
                 for record in records:
-                    if record.value is not None:
-                        state = CompanyState.decode(record.value)
-                        states[state.company_no] = state
+                    if record.key is not None:
+                        apply_record(states, record.key, record.value)
         return states
     finally:
         consumer.close()

@@ -7,7 +7,7 @@ Money is Decimal and travels as a JSON string, never as a float.
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime
+from datetime import date
 from decimal import Decimal
 from typing import Annotated, Literal, Union
 
@@ -51,6 +51,8 @@ class CreditBlockPayload(_Frozen):
     actor_no: int
     blocked: bool
     credit_limit: Decimal
+    sequence: int = Field(ge=1, description="n-th block/lift change published for this customer")
+    reasserted: bool = Field(False, description="a periodic re-statement of a standing block, not a change")
 
 
 class _Envelope(_Frozen):
@@ -78,8 +80,9 @@ def payment_event_id(company_no: int, jno: int, entno: int) -> uuid.UUID:
     return uuid.uuid5(EVENT_NAMESPACE, f"payment/{company_no}/{jno}/{entno}")
 
 
-def credit_block_event_id(company_no: int, actor_no: int, blocked: bool, changed: datetime) -> uuid.UUID:
-    return uuid.uuid5(EVENT_NAMESPACE, f"credit_block/{company_no}/{actor_no}/{int(blocked)}/{changed.isoformat()}")
+def credit_block_event_id(company_no: int, customer_no: int, sequence: int, blocked: bool) -> uuid.UUID:
+    """The n-th block/lift of a customer; a re-assertion repeats the id of the change it restates."""
+    return uuid.uuid5(EVENT_NAMESPACE, f"credit_block/{company_no}/{customer_no}/{sequence}/{int(blocked)}")
 
 
 def customer_key(company_no: int, customer_no: int) -> bytes:

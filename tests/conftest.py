@@ -3,4 +3,5 @@ pytest_plugins = [
     "tests.fixtures.kafka",
     "tests.fixtures.sandbox",
     "tests.fixtures.visma",
+    "tests.fixtures.stack",
 ]

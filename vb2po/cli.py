@@ -61,14 +61,9 @@ def cmd_fetch_now(args: argparse.Namespace) -> int:
     from producer.service import ProducerService
 
     settings = _load(args)
-    if args.client:
-        companies = [settings.company_of(settings.client(args.client))]
-    else:
-        companies = sorted({settings.company_of(c) for c in settings.invoice_clients})
     service = ProducerService(settings).start()
     try:
-        for company_no in companies:
-            outcome = service.poll_company(company_no)
+        for company_no, outcome in service.fetch_now(args.client).items():
             print(f"company {company_no}: {outcome.published} payments published, {outcome.bad_rows} bad rows")
     finally:
         service.close()

@@ -46,7 +46,10 @@ class VismaDatabase:
             try:
                 self._conn = pyodbc.connect(self.connection_string, autocommit=False, timeout=self._login_timeout)
             except pyodbc.Error as exc:
-                raise classify_db_error(exc) from exc
+                # Failing to connect is worth retrying (server down, network); the message says
+                # which database, never the connection string itself (it may hold a password).
+                raise TransientError(f"cannot connect to the Visma database: {exc.args[-1] if exc.args else exc}",
+                                     reason="db_unavailable") from exc
         return self._conn
 
     def _failed(self, exc: pyodbc.Error) -> TransientError | TerminalError:
