@@ -1,7 +1,7 @@
 # The two commands a person needs: `make demo` and `make test`. Both install what is missing.
 PY := .venv/bin/python
 
-.PHONY: demo test deps unit bench-producer bench-consumer clean
+.PHONY: demo test deps unit check-deploy bench-producer bench-consumer clean
 
 deps:
 	@bash devstack/deps.sh
@@ -14,6 +14,9 @@ test: deps
 
 unit: deps
 	@$(PY) -m pytest -q tests/unit
+
+check-deploy: deps
+	@bash devstack/check_deploy.sh
 
 bench-producer: deps
 	@$(PY) -m bench.producer
