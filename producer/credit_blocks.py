@@ -17,6 +17,7 @@ from producer.rows import BadRow, visma_change_time
 from producer.state import CustomerBlock, customer_key as state_key, encode_block
 from schemas.codec import encode
 from schemas.events import CreditBlockEvent, CreditBlockPayload, Source, credit_block_event_id, customer_key
+from vb2po import metrics
 from vb2po.kafka.dead_letters import DeadLetter
 from vb2po.settings import TopicSettings
 from vb2po.visma.money import BadAmount, to_money
@@ -88,7 +89,8 @@ class CreditBlockPoller:
         now = self.clock()
         messages: list[Outgoing] = []
         changed: dict[int, CustomerBlock] = {}
-        published = bad = 0
+        published = 0
+        bad_reasons: list[str] = []
         for row in rows:
             try:
                 blocked, limit = self._read(row)
@@ -98,7 +100,7 @@ class CreditBlockPoller:
                                         company_no=self.company_no, source_key=f"ActNo={row.act_no}")
                     messages.append(Outgoing(self.topics.dead_letters, f"{self.company_no}:ActNo={row.act_no}".encode(), letter.encode()))
                     self._dead_lettered.add(row.act_no)
-                    bad += 1
+                    bad_reasons.append(exc.reason)
                 continue
             decision = decide(self.blocks.get(row.cust_no), blocked, reassert)
             if decision is None:
@@ -122,7 +124,9 @@ class CreditBlockPoller:
         if messages:
             self.publisher.publish(messages)
         self.blocks.update(changed)  # only after the transaction committed
-        return PollOutcome(rows_read=len(rows), published=published, bad_rows=bad)
+        for reason in bad_reasons:
+            metrics.BAD_ROWS.labels(str(self.company_no), reason).inc()
+        return PollOutcome(rows_read=len(rows), published=published, bad_rows=len(bad_reasons))
 
     def _read(self, row: ActorRow) -> tuple[bool, object]:
         try:

@@ -20,6 +20,7 @@ from producer.rows import BadRow, PaymentRow, payment_event, visma_change_time
 from producer.state import CompanyState
 from schemas.codec import encode
 from schemas.events import customer_key
+from vb2po import metrics
 from vb2po.kafka.dead_letters import DeadLetter
 from vb2po.settings import TopicSettings
 from vb2po.visma.queries import pending_payments_page, unmarked_payments_page
@@ -33,11 +34,12 @@ class PollOutcome:
     published: int = 0
     bad_rows: int = 0
     newest_change: datetime | None = None
+    published_keys: tuple[tuple[int, int], ...] = ()  # (JNo, EntNo) of each payment published
 
     def __add__(self, other: "PollOutcome") -> "PollOutcome":
         return PollOutcome(
             self.rows_read + other.rows_read, self.published + other.published, self.bad_rows + other.bad_rows,
-            other.newest_change or self.newest_change,
+            other.newest_change or self.newest_change, self.published_keys + other.published_keys,
         )
 
 
@@ -112,8 +114,8 @@ class PaymentPoller:
         company = self.source.company
         messages: list[Outgoing] = []
         cursor = self.state.payments_cursor
-        bad_keys: set[str] = set()
-        published = 0
+        bad_keys: dict[str, str] = {}  # row key -> reason
+        published: list[tuple[int, int]] = []
         newest = None
         for row in rows:
             try:
@@ -122,7 +124,7 @@ class PaymentPoller:
                     time_column=self.source.selection.time_column, zone=self.zone, now=now,
                 )
                 messages.append(Outgoing(self.topics.payments, customer_key(company.company_no, event.payload.customer_no), encode(event)))
-                published += 1
+                published.append((event.payload.jno, event.payload.entno))
                 newest = event.occurred_at
             except BadRow as exc:
                 if row.key not in self.state.dead_lettered:  # the sweep finds bad rows again and again
@@ -130,15 +132,18 @@ class PaymentPoller:
                     letter = DeadLetter(stage="producer", reason=exc.reason, error=str(exc),
                                         company_no=company.company_no, source_key=row.key)
                     messages.append(Outgoing(self.topics.dead_letters, f"{company.company_no}:{row.key}".encode(), letter.encode()))
-                    bad_keys.add(row.key)
+                    bad_keys[row.key] = exc.reason
             if move_cursor and row.jno is not None and row.entno is not None:
                 cursor = advance(cursor, row.position())
         new_state = replace(self.state, payments_cursor=cursor)
         if bad_keys:
-            new_state = new_state.with_dead_lettered(bad_keys)
+            new_state = new_state.with_dead_lettered(set(bad_keys))
         if new_state != self.state:
             messages.append(Outgoing(self.topics.producer_state, new_state.key(), new_state.encode()))
         if messages:
             self.publisher.publish(messages)
         self.state = new_state  # only after the transaction committed
-        return PollOutcome(rows_read=len(rows), published=published, bad_rows=len(bad_keys), newest_change=newest)
+        for reason in bad_keys.values():
+            metrics.BAD_ROWS.labels(str(company.company_no), reason).inc()
+        return PollOutcome(rows_read=len(rows), published=len(published), bad_rows=len(bad_keys), newest_change=newest,
+                           published_keys=tuple(published))

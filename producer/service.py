@@ -37,14 +37,18 @@ class CompanyWorker:
     """Everything the producer does for one company, opened lazily so a company that is down
     at start does not stop the others from starting."""
 
-    def __init__(self, settings: Settings, company: CompanySettings, state: CompanyState):
+    def __init__(self, settings: Settings, company: CompanySettings, state: CompanyState,
+                 publisher: KafkaTransactionalPublisher):
         self.settings = settings
         self.company = company
         self.initial_state = state
+        self.publisher = publisher
         self.payments: PaymentPoller | None = None
         self.credit_blocks: CreditBlockPoller | None = None
         self.lock = threading.Lock()
         self.fenced = False
+        self.last_success_at: float | None = None  # unix time of the last complete round (for `vb2po status`)
+        self.last_failure: tuple[float, str] | None = None  # (unix time, reason) of the last failed round
         self._due = {"credit_blocks": 0.0, "sweep": time.monotonic() + settings.producer.sweep_interval_s,
                      "reassert": time.monotonic() + settings.producer.reassert_interval_s}
 
@@ -57,7 +61,7 @@ class CompanyWorker:
             return
         p = self.settings.producer
         source = open_company(self.settings, self.company)
-        publisher = KafkaTransactionalPublisher(self.settings.kafka, transactional_id(self.company.company_no))
+        publisher = self.publisher
         topics, zone = self.settings.kafka.topics, self.settings.zone
         self.credit_blocks = CreditBlockPoller(source, publisher, topics, zone, self.initial_state.blocks, page_size=p.page_size)
         self.payments = PaymentPoller(source, publisher, topics, zone, self.initial_state,
@@ -95,7 +99,8 @@ class CompanyWorker:
                 if outcome.published:
                     log.warning("company %s: safety-net sweep published %s unmarked payments again", self.label, outcome.published)
                 self._due["sweep"] = now + p.sweep_interval_s
-            metrics.LAST_POLL_SUCCESS.labels(self.label).set(time.time())
+            self.last_success_at = time.time()
+            metrics.LAST_POLL_SUCCESS.labels(self.label).set(self.last_success_at)
 
     def _timed(self, kind: str, poll) -> PollOutcome:
         with metrics.POLL_DURATION.labels(self.label).time():
@@ -111,8 +116,8 @@ class CompanyWorker:
         return outcome
 
     def close(self) -> None:
+        self.publisher.close()
         if self.payments is not None:
-            self.payments.publisher.close()
             self.payments.source.db.close()
 
 
@@ -122,13 +127,25 @@ class ProducerService:
         self.workers: dict[int, CompanyWorker] = {}
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self.admin = None  # the admin API server, when settings.admin.enabled
 
     def start(self) -> "ProducerService":
         ensure_topics(self.settings.kafka)
+        # Initialise the transactional producers first: that fences an older instance and aborts
+        # a transaction it left open (a SIGKILL mid-batch), which would otherwise hold back the
+        # read_committed view of the state topic until the transaction timeout.
+        publishers = {c.company_no: KafkaTransactionalPublisher(self.settings.kafka, transactional_id(c.company_no))
+                      for c in self.settings.companies}
         states = load_states(self.settings.kafka)
         for company in self.settings.companies:
             n = company.company_no
-            self.workers[n] = CompanyWorker(self.settings, company, states.get(n, CompanyState(n)))
+            self.workers[n] = CompanyWorker(self.settings, company, states.get(n, CompanyState(n)), publishers[n])
+        if self.settings.admin.enabled:
+            # Served here, not by a process of its own: fetch now must poll through these workers,
+            # since a second producer for a company would fence this one.
+            from vb2po.admin.server import serve_admin
+
+            self.admin = serve_admin(self.settings, self)
         return self
 
     def fetch_now(self, client: str | None = None) -> dict[int, PollOutcome]:
@@ -163,12 +180,14 @@ class ProducerService:
                 return
             except (TransientError, TerminalError) as exc:
                 attempt += 1
+                worker.last_failure = (time.time(), exc.reason)
                 metrics.PRODUCER_ERRORS.labels(worker.label, exc.reason).inc()
                 delay = Backoff.delay(backoff, attempt)
                 log.warning("company %s: poll failed (%s), retrying in %.1fs: %s", worker.label, exc.reason, delay, exc)
                 self._stop.wait(delay)
             except Exception as exc:  # noqa: BLE001 - a bug must not silently end a company's loop
                 attempt += 1
+                worker.last_failure = (time.time(), "unexpected")
                 metrics.PRODUCER_ERRORS.labels(worker.label, "unexpected").inc()
                 log.exception("company %s: unexpected error", worker.label)
                 self._stop.wait(Backoff.delay(backoff, attempt))
@@ -178,5 +197,7 @@ class ProducerService:
 
     def close(self) -> None:
         self.stop()
+        if self.admin is not None:
+            self.admin.stop()
         for worker in self.workers.values():
             worker.close()

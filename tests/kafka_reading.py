@@ -28,3 +28,15 @@ def read_committed(bootstrap: str, topic: str, *, timeout: float = 30) -> list:
         return out
     finally:
         consumer.close()
+
+
+def stable_end(bootstrap: str, topic: str) -> int:
+    """Sum over partitions of the last stable offset: grows whenever a transaction commits
+    (cheap progress signal; offsets also count transaction markers, so it is not a count)."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap.split(","), isolation_level="read_committed",
+                             enable_auto_commit=False, group_id=None)
+    try:
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        return sum(consumer.end_offsets(tps).values()) if tps else 0
+    finally:
+        consumer.close()

@@ -1,7 +1,7 @@
 """Every Prometheus metric vb2po exports, in one place (prefix vb2po_, base units)."""
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram
 
 # Producer
 ROWS_READ = Counter("vb2po_producer_rows_read_total", "Visma rows read by the producer", ["company"])
@@ -25,6 +25,11 @@ APPLY_LATENCY = Histogram(
 TRANSIENT_RETRIES = Counter("vb2po_consumer_retries_total", "Transient failures retried", ["reason"])
 
 
-def serve(port: int) -> None:
-    """Expose /metrics on 127.0.0.1 (in Kubernetes the chart sets the bind address)."""
-    start_http_server(port, addr="127.0.0.1")
+# Operator surface (admin API, reconcile)
+ADMIN_REQUESTS = Counter("vb2po_admin_requests_total", "Admin API requests by action and outcome", ["action", "outcome"])
+AUDIT_WRITE_FAILURES = Counter("vb2po_admin_audit_write_failures_total", "Audit entries that reached the log line only")
+RECONCILE_OPEN_DIFFERENCES = Gauge(
+    "vb2po_reconcile_open_differences", "Invoices whose outstanding amount differs between Visma and PowerOffice, "
+    "as found by the last reconcile", ["client", "kind"],
+)
+RECONCILE_LAST_RUN = Gauge("vb2po_reconcile_last_run_timestamp_seconds", "Unix time the last reconcile finished", ["client"])

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -65,6 +65,9 @@ class TopicSettings(_Section):
     partitions: int = 6
     replication_factor: int = 1
     retention_ms: int = 14 * 24 * 3600 * 1000
+    admin_tokens: str = Field("vb2po.admin-tokens", description="compacted: hashes of the operators' personal tokens, revocations")
+    audit: str = Field("vb2po.audit", description="who did what when through the admin API, and with what outcome")
+    audit_retention_ms: int = Field(400 * 24 * 3600 * 1000, gt=0, description="how long audit entries are kept")
 
 
 class KafkaSettings(_Section):
@@ -72,6 +75,12 @@ class KafkaSettings(_Section):
     topics: TopicSettings = TopicSettings()
     consumer_group: str = "vb2po-consumer"
     security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str | None = Field(None, description="PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (with SASL_SSL or SASL_PLAINTEXT)")
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: str | None = Field(None, description="CA bundle (PEM) that signed the brokers' certificates")
+    ssl_certfile: str | None = Field(None, description="client certificate (PEM) for mutual TLS")
+    ssl_keyfile: str | None = Field(None, description="its private key (PEM)")
 
 
 class ProducerSettings(_Section):
@@ -87,6 +96,64 @@ class ProducerSettings(_Section):
 class ConsumerSettings(_Section):
     poll_timeout_ms: int = 500
     max_records: int = 500
+
+
+PERMISSIONS = ("integration", "fetch.client", "fetch.all")
+Permission = Literal["integration", "fetch.client", "fetch.all"]
+
+
+class AdminGroupSettings(_Section):
+    """A group of operators and the permissions it grants (the seed's three)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")
+    permissions: tuple[Permission, ...] = ()
+
+
+class AdminUserSettings(_Section):
+    name: str = Field(pattern=r"^[A-Za-z0-9._@-]{1,64}$")
+    groups: tuple[str, ...] = ()
+
+
+class AdminSettings(_Section):
+    """The admin HTTP API, served by the producer process (fetch now must run where the
+    company workers are). Tokens and audit entries live in Kafka (`kafka.topics.admin_tokens`,
+    `kafka.topics.audit`); users and groups are declared here."""
+
+    enabled: bool = False
+    bind_address: str = Field("127.0.0.1", description="0.0.0.0 in a container, so the admin Service reaches it")
+    port: int = Field(9465, ge=0, le=65535, description="0: the OS picks one (tests)")
+    url: str = Field("", description="where `vb2po` commands reach the API; default http://127.0.0.1:<port>")
+    token_ttl_days: int = Field(90, gt=0, le=3650, description="lifetime of a new personal token")
+    groups: tuple[AdminGroupSettings, ...] = ()
+    users: tuple[AdminUserSettings, ...] = ()
+
+    @model_validator(mode="after")
+    def _groups_known(self) -> "AdminSettings":
+        names = [g.name for g in self.groups]
+        if len(set(names)) != len(names):
+            raise ValueError(f"admin.groups: each group name once, got {names}")
+        users = [u.name for u in self.users]
+        if len(set(users)) != len(users):
+            raise ValueError(f"admin.users: each user name once, got {users}")
+        for user in self.users:
+            unknown = sorted(set(user.groups) - set(names))
+            if unknown:
+                raise ValueError(f"admin user {user.name!r} is in unknown group(s) {unknown}; "
+                                 f"declare them under admin.groups (known: {names})")
+        return self
+
+    def user(self, name: str) -> AdminUserSettings | None:
+        return next((u for u in self.users if u.name == name), None)
+
+    def permissions_of(self, user: str) -> frozenset[str]:
+        found = self.user(user)
+        if found is None:
+            return frozenset()
+        return frozenset(p for g in self.groups if g.name in found.groups for p in g.permissions)
+
+    @property
+    def api_url(self) -> str:
+        return (self.url or f"http://127.0.0.1:{self.port}").rstrip("/")
 
 
 class Settings(BaseSettings):
@@ -105,7 +172,9 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = KafkaSettings()
     producer: ProducerSettings = ProducerSettings()
     consumer: ConsumerSettings = ConsumerSettings()
-    metrics_port: int = 0  # 0: no metrics server
+    metrics_port: int = Field(0, ge=0, description="/metrics, /healthz, /readyz; 0 turns the server off")
+    metrics_bind_address: str = Field("127.0.0.1", description="0.0.0.0 in a container, so probes and scrapes reach it")
+    admin: AdminSettings = AdminSettings()
 
     @field_validator("visma_timezone")
     @classmethod

@@ -149,6 +149,7 @@ def test_bad_rows_reach_the_dead_letter_topic_with_company_key_and_reason(make_s
     settings = make_settings({1: company_db})
     with VismaDatabase(company_db) as db:
         insert_custtr(db, [payment_row(1, 1, invoice_no=""), payment_row(1, 2)])
+    counted_before = metrics.BAD_ROWS.labels("1", "missing_invoice_no")._value.get()
     service = ProducerService(settings).start()
     outcome = service.fetch_now()[1]
     service.workers[1].payments.sweep_grace_s = 0
@@ -157,3 +158,4 @@ def test_bad_rows_reach_the_dead_letter_topic_with_company_key_and_reason(make_s
     assert (outcome.published, outcome.bad_rows) == (1, 1)
     letters = [json.loads(r.value) for r in read_committed(settings.kafka.bootstrap_servers, settings.kafka.topics.dead_letters)]
     assert [(l["company_no"], l["source_key"], l["reason"]) for l in letters] == [(1, "JNo=1;EntNo=1", "missing_invoice_no")]
+    assert metrics.BAD_ROWS.labels("1", "missing_invoice_no")._value.get() == counted_before + 1

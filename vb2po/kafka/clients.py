@@ -9,7 +9,17 @@ from vb2po.settings import KafkaSettings
 
 
 def _common(kafka: KafkaSettings) -> dict[str, Any]:
-    return {"bootstrap_servers": kafka.bootstrap_servers.split(","), "security_protocol": kafka.security_protocol}
+    common: dict[str, Any] = {"bootstrap_servers": kafka.bootstrap_servers.split(","),
+                              "security_protocol": kafka.security_protocol}
+    # SASL and TLS only when set, so a PLAINTEXT cluster gets exactly the settings above.
+    if kafka.sasl_mechanism:
+        common["sasl_mechanism"] = kafka.sasl_mechanism
+        common["sasl_plain_username"] = kafka.sasl_username
+        common["sasl_plain_password"] = kafka.sasl_password.get_secret_value() if kafka.sasl_password else None
+    for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+        if getattr(kafka, name):
+            common[name] = getattr(kafka, name)
+    return common
 
 
 def admin_client(kafka: KafkaSettings) -> KafkaAdminClient:
@@ -25,6 +35,9 @@ def transactional_producer(kafka: KafkaSettings, transactional_id: str) -> Kafka
         acks="all",
         linger_ms=5,
         batch_size=256 * 1024,
+        # A producer that dies mid-transaction holds back read_committed readers of those
+        # partitions until this timeout (or until its successor starts); a page commits in ~1 s.
+        transaction_timeout_ms=15_000,
         compression_type=None,
         **_common(kafka),
     )

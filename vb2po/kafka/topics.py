@@ -23,6 +23,11 @@ def wanted_topics(kafka: KafkaSettings) -> list[NewTopic]:
         # Compacted: the last committed cursor per company is kept forever.
         NewTopic(t.producer_state, num_partitions=1, replication_factor=t.replication_factor,
                  topic_configs={"cleanup.policy": "compact"}),
+        # Compacted: the last record per token id (issued, then perhaps revoked) is kept forever.
+        NewTopic(t.admin_tokens, num_partitions=1, replication_factor=t.replication_factor,
+                 topic_configs={"cleanup.policy": "compact"}),
+        NewTopic(t.audit, num_partitions=1, replication_factor=t.replication_factor,
+                 topic_configs={"retention.ms": str(t.audit_retention_ms)}),
     ]
 
 

@@ -1,0 +1,343 @@
+"""The admin HTTP API (FastAPI). Every request is authenticated with a personal token, checked
+against the permission its action needs, and written to the audit log with its outcome.
+
+Every JSON answer passes the redactor, so no secret from the settings can leave in a response;
+the one exception is `POST /v1/tokens`, whose answer carries the new token, once.
+
+| route | permission |
+| --- | --- |
+| `GET /v1/me` | any valid token |
+| `GET /v1/config`, `POST /v1/config/check` | integration |
+| `POST /v1/fetch` `{"client": NAME}` / `{"all": true}`, `GET /v1/fetch/{id}` | fetch.client / fetch.all |
+| `GET /v1/status` | integration |
+| `GET /v1/dead-letters`, `GET /v1/dead-letters/{id}`, `POST /v1/dead-letters/redrive` | integration |
+| `POST /v1/replay` | integration |
+| `POST /v1/reconcile`, `GET /v1/reconcile/{id}` | integration |
+| `GET /v1/tokens`, `POST /v1/tokens`, `GET /v1/audit` | integration |
+| `DELETE /v1/tokens/{id}` | integration, or the token's own user |
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import JSONResponse, Response
+
+from vb2po import metrics
+from vb2po.admin.access import FETCH_ALL, FETCH_CLIENT, INTEGRATION, Denied, Principal, authenticate
+from vb2po.admin.audit import AuditEntry, AuditLog, read_audit
+from vb2po.admin.token_store import TokenStore
+from vb2po.admin.tokens import TokenRefused, issue, token_id_of, valid_token_id
+from vb2po.errors import TerminalError, TransientError
+from vb2po.operator import dead_letters as letters
+from vb2po.operator.config_check import failed, run_checks
+from vb2po.operator.errors import Invalid, NotFound, OperatorError
+from vb2po.operator.fetch import FetchJob, start_fetch
+from vb2po.operator.jobs import JobRegistry
+from vb2po.operator.producer_view import ProducerView
+from vb2po.operator.reconcile import ReconcileJob, start_reconcile
+from vb2po.operator.redact import Redactor, settings_for_display
+from vb2po.operator.replay import TOPICS, ReplaySpec, replay
+from vb2po.operator.status import gather_status
+from vb2po.settings import Settings
+
+log = logging.getLogger(__name__)
+
+OUTCOMES = {401: "unauthenticated", 403: "denied", 404: "not_found", 409: "conflict", 400: "invalid", 422: "invalid"}
+
+
+@dataclass
+class AdminContext:
+    settings: Settings
+    tokens: TokenStore
+    audit: AuditLog
+    producer: ProducerView
+    redactor: Redactor
+    clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
+    fetches: JobRegistry[FetchJob] = field(default_factory=lambda: JobRegistry("fetch"))
+    reconciles: JobRegistry[ReconcileJob] = field(default_factory=lambda: JobRegistry("reconcile"))
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class FetchBody(_Body):
+    client: str | None = None
+    all: bool = False
+
+
+class RedriveBody(_Body):
+    ids: list[str] = []
+    all: bool = False
+    reason: str | None = None
+    company_no: int | None = None
+    dry_run: bool = False
+
+
+class ReplayBody(_Body):
+    to_offset: int | None = None
+    to_time: datetime | None = None
+    to_beginning: bool = False
+    topics: list[str] = list(TOPICS)
+    partitions: list[int] | None = None
+    through_group: str | None = Field(None, pattern=r"^[A-Za-z0-9._-]{1,200}$")
+    dry_run: bool = True
+    allow_skip: bool = False
+    list_limit: int = Field(50, ge=0, le=10_000)
+
+
+class ReconcileBody(_Body):
+    client: str | None = None
+
+
+class TokenBody(_Body):
+    user: str
+    ttl_days: int | None = Field(None, gt=0, le=3650)
+    description: str = Field("", max_length=200)
+
+
+def _outcome(status: int) -> str:
+    if status < 400:
+        return "ok"
+    return OUTCOMES.get(status, "error" if status >= 500 else "invalid")
+
+
+def create_admin_app(ctx: AdminContext) -> FastAPI:
+    redactor = ctx.redactor
+
+    class RedactedJSON(JSONResponse):
+        def render(self, content: Any) -> bytes:
+            return json.dumps(redactor.data(content), ensure_ascii=False, default=str).encode("utf-8")
+
+    app = FastAPI(title="vb2po admin", docs_url=None, redoc_url=None, openapi_url=None,
+                  default_response_class=RedactedJSON)
+
+    # -- audit: one entry per request, whatever happened -------------------------------------
+    @app.middleware("http")
+    async def audited(request: Request, call_next) -> Response:
+        request.state.audit = {"action": None, "target": None, "actor": None, "token_id": None, "detail": ""}
+        try:
+            response = await call_next(request)
+        except Exception:  # noqa: BLE001 - answered as 500, and audited
+            log.exception("admin API: %s %s failed", request.method, request.url.path)
+            request.state.audit["detail"] = "internal error"
+            response = RedactedJSON({"error": "internal error; see the producer's log"}, status_code=500)
+        a = request.state.audit
+        outcome = _outcome(response.status_code)
+        entry = AuditEntry(
+            action=a["action"] or "unknown_route", outcome=outcome, actor=a["actor"], token_id=a["token_id"],
+            target=redactor.data(a["target"]), status=response.status_code, detail=redactor.text(str(a["detail"]))[:500],
+            method=request.method, path=request.url.path, remote=request.client.host if request.client else None,
+        )
+        await run_in_threadpool(ctx.audit.write, entry)
+        metrics.ADMIN_REQUESTS.labels(entry.action, outcome).inc()
+        return response
+
+    def _error(status: int, message: str, hint: str = "", **extra: Any) -> RedactedJSON:
+        return RedactedJSON({"error": message, "hint": hint, **extra}, status_code=status)
+
+    @app.exception_handler(OperatorError)
+    async def operator_error(request: Request, exc: OperatorError) -> Response:
+        request.state.audit["detail"] = str(exc)
+        return _error(exc.status, str(exc), exc.hint)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        detail = exc.detail if isinstance(exc.detail, dict) else {"error": str(exc.detail)}
+        request.state.audit["detail"] = detail.get("error", "")
+        return RedactedJSON({"hint": "", **detail}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
+        problems = [f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors()]
+        request.state.audit["detail"] = "; ".join(problems)
+        return _error(400, "invalid request: " + "; ".join(problems))
+
+    @app.exception_handler(TransientError)
+    async def unavailable(request: Request, exc: TransientError) -> Response:
+        request.state.audit["detail"] = str(exc)
+        return _error(503, f"{exc.reason}: {exc}", "a dependency did not answer; try again shortly")
+
+    @app.exception_handler(TerminalError)
+    async def terminal(request: Request, exc: TerminalError) -> Response:
+        request.state.audit["detail"] = str(exc)
+        return _error(500, f"{exc.reason}: {exc}")
+
+    # -- who is asking -----------------------------------------------------------------------
+    def principal(request: Request) -> Principal:
+        header = request.headers.get("authorization")
+        if header is None:
+            token = None
+        elif header[:7].lower() == "bearer ":
+            token = header[7:].strip()
+        else:
+            token = "not-a-bearer-token"
+        token_id = token_id_of(token)
+        request.state.audit["token_id"] = token_id
+        try:
+            record = ctx.tokens.get(token_id) if token_id else None
+            who = authenticate(ctx.settings.admin, token, record, ctx.clock())
+        except TokenRefused as exc:
+            request.state.audit["detail"] = exc.kind
+            if exc.kind in ("expired", "revoked", "unknown_user") and record is not None:  # the hash matched
+                request.state.audit["actor"] = record.user
+            raise HTTPException(401, {"error": str(exc), "kind": exc.kind},
+                                headers={"WWW-Authenticate": 'Bearer realm="vb2po"'}) from None
+        except (TimeoutError, OSError, RuntimeError) as exc:
+            raise HTTPException(503, {"error": f"the token store cannot be read right now ({type(exc).__name__})"}) from None
+        request.state.audit["actor"] = who.user
+        return who
+
+    def require(who: Principal, request: Request, permission: str) -> None:
+        try:
+            who.require(permission)
+        except Denied as exc:
+            request.state.audit["detail"] = f"lacks {permission}"
+            raise HTTPException(403, {"error": str(exc), "permission": permission}) from None
+
+    def action(request: Request, name: str, target: Any = None) -> None:
+        request.state.audit["action"] = name
+        request.state.audit["target"] = target
+
+    def integration(request: Request, who: Principal = Depends(principal)) -> Principal:
+        require(who, request, INTEGRATION)
+        return who
+
+    def named(name: str) -> Callable[[Request], None]:
+        def set_action(request: Request) -> None:
+            request.state.audit["action"] = name
+        return set_action
+
+    # -- routes ------------------------------------------------------------------------------
+    @app.get("/v1/me", dependencies=[Depends(named("me"))])
+    def me(who: Principal = Depends(principal)) -> dict:
+        return who.as_dict()
+
+    @app.get("/v1/config", dependencies=[Depends(named("config.show"))])
+    def show_config(who: Principal = Depends(integration)) -> dict:
+        return settings_for_display(ctx.settings)
+
+    @app.post("/v1/config/check", dependencies=[Depends(named("config.check"))])
+    def check_config(who: Principal = Depends(integration)) -> dict:
+        findings = run_checks(ctx.settings)
+        return {"ok": not failed(findings), "findings": [f.as_dict() for f in findings]}
+
+    @app.post("/v1/fetch")
+    def fetch(body: FetchBody, request: Request, who: Principal = Depends(principal)) -> dict:
+        if body.all == (body.client is not None):
+            action(request, "fetch", None)
+            raise Invalid("name one invoice client, or ask for all", 'e.g. {"client": "hovedkontor"} or {"all": true}')
+        permission = FETCH_ALL if body.all else FETCH_CLIENT
+        action(request, permission, body.client or "all")
+        require(who, request, permission)
+        job = start_fetch(ctx.settings, ctx.producer, body.client, who.user)
+        ctx.fetches.add(job.fetch_id, job)
+        request.state.audit["detail"] = f"{job.published} published, {job.as_dict()['bad_rows']} bad rows"
+        return job.as_dict()
+
+    @app.get("/v1/fetch/{fetch_id}")
+    def fetch_progress(fetch_id: str, request: Request, who: Principal = Depends(principal)) -> dict:
+        action(request, "fetch.progress", fetch_id)
+        job = ctx.fetches.get(fetch_id)
+        require(who, request, FETCH_ALL if job.scope == "all" else FETCH_CLIENT)
+        job.refresh(ctx.settings)
+        return job.as_dict()
+
+    @app.get("/v1/status", dependencies=[Depends(named("status"))])
+    def status(who: Principal = Depends(integration)) -> dict:
+        return gather_status(ctx.settings, ctx.producer)
+
+    @app.get("/v1/dead-letters", dependencies=[Depends(named("dead_letters.list"))])
+    def list_dead_letters(reason: str | None = None, company_no: int | None = None, stage: str | None = None,
+                          open: bool = False, who: Principal = Depends(integration)) -> list:  # noqa: A002
+        found = letters.list_letters(ctx.settings.kafka, reason=reason, company_no=company_no, stage=stage,
+                                     only_open=open)
+        return [e.summary() for e in found]
+
+    @app.get("/v1/dead-letters/{letter_id}")
+    def show_dead_letter(letter_id: str, request: Request, who: Principal = Depends(integration)) -> dict:
+        action(request, "dead_letters.show", letter_id)
+        return letters.get_letter(ctx.settings.kafka, letter_id).full()
+
+    @app.post("/v1/dead-letters/redrive")
+    def redrive(body: RedriveBody, request: Request, who: Principal = Depends(integration)) -> dict:
+        action(request, "dead_letters.redrive", body.ids or {"all": body.all, "reason": body.reason,
+                                                             "company_no": body.company_no})
+        chosen = letters.select_letters(ctx.settings.kafka, body.ids, all_open=body.all, reason=body.reason,
+                                        company_no=body.company_no)
+        results = letters.redrive(ctx.settings.kafka, chosen, dry_run=body.dry_run)
+        entry = letters.redriven_entry(who.user, who.token_id, results)
+        if entry is not None:
+            ctx.audit.write(entry)
+        counts = {k: sum(1 for r in results if r["outcome"] == k) for k in ("redriven", "would_redrive", "skipped")}
+        request.state.audit["detail"] = ", ".join(f"{v} {k}" for k, v in counts.items() if v)
+        return {"dry_run": body.dry_run, **counts, "results": results}
+
+    @app.post("/v1/replay")
+    def do_replay(body: ReplayBody, request: Request, who: Principal = Depends(integration)) -> dict:
+        action(request, "replay.dry_run" if body.dry_run else "replay",
+               {k: v for k, v in body.model_dump(mode="json").items() if v not in (None, False, [])})
+        spec = ReplaySpec(to_offset=body.to_offset, to_time=body.to_time, to_beginning=body.to_beginning,
+                          topics=tuple(body.topics), partitions=tuple(body.partitions) if body.partitions else None,
+                          through_group=body.through_group, dry_run=body.dry_run, allow_skip=body.allow_skip,
+                          list_limit=body.list_limit)
+        result = replay(ctx.settings, spec)
+        request.state.audit["detail"] = f"group {result['group']}: {result['again']} again, {result['skipped']} skipped"
+        return result
+
+    @app.post("/v1/reconcile", status_code=202)
+    def reconcile(body: ReconcileBody, request: Request, who: Principal = Depends(integration)) -> dict:
+        action(request, "reconcile", body.client or "all")
+        job = start_reconcile(ctx.settings, body.client, who.user)
+        ctx.reconciles.add(job.reconcile_id, job)
+        return job.as_dict()
+
+    @app.get("/v1/reconcile/{reconcile_id}")
+    def reconcile_progress(reconcile_id: str, request: Request, who: Principal = Depends(integration)) -> dict:
+        action(request, "reconcile.progress", reconcile_id)
+        return ctx.reconciles.get(reconcile_id).as_dict()
+
+    @app.get("/v1/tokens", dependencies=[Depends(named("token.list"))])
+    def list_tokens(who: Principal = Depends(integration)) -> list:
+        now = ctx.clock()
+        return [r.public(now) for r in ctx.tokens.all()]
+
+    @app.post("/v1/tokens", status_code=201)
+    def create_token(body: TokenBody, request: Request, who: Principal = Depends(integration)) -> Response:
+        action(request, "token.create", body.user)
+        if ctx.settings.admin.user(body.user) is None:
+            raise Invalid(f"no user {body.user!r} under admin.users", "declare the user (and their groups) in the settings first")
+        days = body.ttl_days or ctx.settings.admin.token_ttl_days
+        issued = issue(body.user, created_by=who.user, now=ctx.clock(), ttl=timedelta(days=days),
+                       description=body.description)
+        ctx.tokens.put(issued.record)
+        request.state.audit["detail"] = f"token {issued.record.token_id} for {body.user}, {days} days"
+        # Not redacted: this answer is the one place the token is ever shown.
+        return JSONResponse({"token": issued.token, **issued.record.public(ctx.clock())}, status_code=201)
+
+    @app.delete("/v1/tokens/{token_id}")
+    def revoke_token(token_id: str, request: Request, who: Principal = Depends(principal)) -> dict:
+        action(request, "token.revoke", token_id)
+        record = ctx.tokens.get(token_id) if valid_token_id(token_id) else None
+        if record is None:
+            raise NotFound(f"no token {token_id!r}", "`vb2po token list` shows the token ids")
+        if record.user != who.user:
+            require(who, request, INTEGRATION)
+        revoked = record.revoke(who.user, ctx.clock())
+        ctx.tokens.put(revoked)
+        return revoked.public(ctx.clock())
+
+    @app.get("/v1/audit", dependencies=[Depends(named("audit.list"))])
+    def audit_log(limit: int = 100, actor: str | None = None, who: Principal = Depends(integration)) -> list:
+        entries = [e for e in read_audit(ctx.settings.kafka) if actor is None or e.actor == actor]
+        return [vars(e) for e in entries[-max(1, min(limit, 10_000)):]]
+
+    return app

@@ -1,0 +1,1 @@
+"""Operator actions as plain functions: the admin API and the `vb2po` commands both call these."""
