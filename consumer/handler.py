@@ -7,7 +7,7 @@ the service stops; terminal failures and undecodable messages go to the dead-let
 from __future__ import annotations
 
 import logging
-import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable, Protocol
@@ -47,18 +47,18 @@ class RecordHandler:
         credit_blocks: EventApplier,
         dead_letters: DeadLetterSink,
         *,
-        stop: threading.Event,
         backoff: Backoff = Backoff(),
         now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
     ):
         self.payments = payments
         self.credit_blocks = credit_blocks
         self.dead_letters = dead_letters
-        self.stop = stop
         self.backoff = backoff
         self.now = now
 
-    def handle(self, record: Record) -> str:
+    def handle(self, record: Record, cancelled: Callable[[], bool] = lambda: False) -> str:
+        """Process `record` to completion; raises `StopRequested` if `cancelled()` turns true
+        while it waits for a retry (the service stops, or the partition moved elsewhere)."""
         try:
             event = decode(record.value)
         except UndecodableEvent as exc:
@@ -78,7 +78,7 @@ class RecordHandler:
                 metrics.TRANSIENT_RETRIES.labels(exc.reason).inc()
                 delay = self.backoff.delay(attempt, exc.retry_after)
                 log.warning("event %s: %s (attempt %s), retrying in %.2fs", event.event_id, exc, attempt, delay)
-                if self.stop.wait(delay):
+                if _sleep_unless(cancelled, delay):
                     raise StopRequested() from exc
             except TerminalError as exc:
                 return self._dead_letter(record, event, exc.reason, str(exc), attempts=attempt,
@@ -100,3 +100,14 @@ class RecordHandler:
         metrics.DEAD_LETTERED.labels(event_type, reason).inc()
         log.error("dead-lettered %s[%s]@%s: %s: %s", record.topic, record.partition, record.offset, reason, error)
         return "dead_lettered"
+
+
+def _sleep_unless(cancelled: Callable[[], bool], seconds: float) -> bool:
+    """Sleep up to `seconds`; True as soon as `cancelled()` is."""
+    deadline = time.monotonic() + seconds
+    while not cancelled():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        time.sleep(min(0.1, left))
+    return True

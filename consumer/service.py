@@ -1,82 +1,214 @@
-"""The consumer process: read both topics in one group, process each record to completion,
-and commit a partition's offset only past records that are fully processed."""
+"""The consumer process: read both topics in one group, apply events of different customers
+concurrently and of one customer in order, and commit a partition's offset only past records
+that are fully processed.
+
+Commit order: a record is finished only after PowerOffice answered, the marker is written
+(or the dead letter is flushed); the offset tracker then lets the commit move past it.
+"""
 from __future__ import annotations
 
 import logging
 import threading
+import time
 
+from kafka import ConsumerRebalanceListener
+from kafka.errors import CommitFailedError, KafkaError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
-from consumer.credit_blocks import IgnoredCreditBlocks
+from consumer.credit_blocks import CreditBlockApplier, IgnoredCreditBlocks
 from consumer.dead_letters import KafkaDeadLetterSink
+from consumer.denied_projects import KafkaDeniedProjectsStore
 from consumer.handler import Record, RecordHandler, StopRequested
+from consumer.lanes import KeyedLanes
 from consumer.markers import VismaMarkerStore
+from consumer.offsets import PartitionOffsets
 from consumer.payments import PaymentApplier
-from consumer.routing import routes_by_company
+from consumer.routing import Route, routes_by_company
+from vb2po import metrics
+from vb2po.errors import Vb2poError
 from vb2po.kafka.clients import event_consumer, plain_producer
 from vb2po.kafka.topics import ensure_topics
 from vb2po.poweroffice.client import PowerOfficeClient
+from vb2po.poweroffice.ratelimit import limiter_for
 from vb2po.settings import Settings
 from vb2po.visma.db import VismaDatabase
 
 log = logging.getLogger(__name__)
 
+LAG_REFRESH_S = 5.0
 
-def build_payment_applier(settings: Settings) -> PaymentApplier:
-    routes = routes_by_company(settings)
+
+def build_apis(settings: Settings, routes: dict[int, Route]) -> dict[int, PowerOfficeClient]:
     po = settings.poweroffice
-    apis = {
+    limiter = limiter_for(po.requests_per_second, settings.consumer.instances)  # one budget per process
+    return {
         company_no: PowerOfficeClient(
             api_url=po.api_url, token_url=po.token_url, application_key=po.application_key,
             client_key=route.client.client_key, subscription_key=po.subscription_key, timeout=po.timeout_s,
+            rate_limiter=limiter,
         )
         for company_no, route in routes.items()
     }
-    markers = {
-        company_no: VismaMarkerStore(
-            VismaDatabase(settings.company(company_no).odbc.get_secret_value(), settings.company(company_no).dialect),
-            settings.marker.field, settings.marker.value,
-        )
-        for company_no in routes
-    }
-    return PaymentApplier(routes, apis, markers)
+
+
+def build_markers(settings: Settings, routes: dict[int, Route]) -> dict[int, VismaMarkerStore]:
+    markers = {}
+    for company_no in routes:
+        company = settings.company(company_no)
+        markers[company_no] = VismaMarkerStore(
+            VismaDatabase(company.odbc.get_secret_value(), company.dialect), settings.marker.field, settings.marker.value)
+    return markers
+
+
+class _Partitions(ConsumerRebalanceListener):
+    """Offset trackers of the partitions this instance owns; runs inside poll() on rebalance."""
+
+    def __init__(self, service: "ConsumerService"):
+        self.service = service
+        self.trackers: dict[TopicPartition, PartitionOffsets] = {}
+        self.generation: dict[TopicPartition, int] = {}  # bumped on revoke: older tasks give up
+        self._running: dict[TopicPartition, int] = {}
+        self._lock = threading.Lock()
+
+    def current(self, tp: TopicPartition, generation: int) -> bool:
+        return self.generation.get(tp, 0) == generation
+
+    def running(self, tp: TopicPartition, delta: int) -> None:
+        with self._lock:
+            self._running[tp] = self._running.get(tp, 0) + delta
+
+    def on_partitions_revoked(self, revoked):
+        for tp in revoked:
+            self.generation[tp] = self.generation.get(tp, 0) + 1  # queued and retrying tasks stop
+        deadline = time.monotonic() + 15
+        while any(self._running.get(tp, 0) for tp in revoked):  # let calls under way finish
+            if time.monotonic() > deadline:
+                log.warning("partitions revoked while a record was still being applied; the next owner repeats it")
+                break
+            time.sleep(0.02)
+        self.service.commit({tp: self.trackers[tp] for tp in revoked if tp in self.trackers})
+        for tp in revoked:
+            self.trackers.pop(tp, None)
+
+    def on_partitions_assigned(self, assigned):
+        for tp in assigned:
+            self.trackers[tp] = PartitionOffsets()
 
 
 class ConsumerService:
     def __init__(self, settings: Settings):
         self.settings = settings
         self._stop = threading.Event()
-        self.payments = build_payment_applier(settings)
+        routes = routes_by_company(settings)
+        self.apis = build_apis(settings, routes)
+        self.payments = PaymentApplier(routes, self.apis, build_markers(settings, routes))
+        self.denied = KafkaDeniedProjectsStore(settings.kafka) if settings.credit_block_sync else None
+        credit_blocks = CreditBlockApplier(routes, self.apis, self.denied) if self.denied else IgnoredCreditBlocks()
         self._dlq_producer = plain_producer(settings.kafka, "vb2po-consumer-dead-letters")
         self.handler = RecordHandler(
-            self.payments, IgnoredCreditBlocks(),
-            KafkaDeadLetterSink(self._dlq_producer, settings.kafka.topics.dead_letters),
-            stop=self._stop,
-        )
+            self.payments, credit_blocks, KafkaDeadLetterSink(self._dlq_producer, settings.kafka.topics.dead_letters))
+        self._consumer = None
+        self._partitions = _Partitions(self)
+        self._routes = routes
+
+    def warm_up(self) -> None:
+        """Fill PowerOffice id caches up front so a payment costs one call; failures only log."""
+        for company_no, api in self.apis.items():
+            try:
+                customers = api.prefetch_all_customers()
+                api.account_id(self._routes[company_no].client.bank_account)
+                log.info("company %s: %s PowerOffice customers cached", company_no, customers)
+            except Vb2poError as exc:
+                log.warning("company %s: could not prefetch PowerOffice ids (%s); they are looked up when needed",
+                            company_no, exc)
 
     def run(self) -> None:
-        kafka = self.settings.kafka
+        kafka, consumer_settings = self.settings.kafka, self.settings.consumer
         ensure_topics(kafka)
+        self.warm_up()
         consumer = event_consumer(
-            kafka, kafka.topics.payments, kafka.topics.credit_blocks, group_id=kafka.consumer_group,
-            max_poll_records=self.settings.consumer.max_records,
+            kafka, group_id=kafka.consumer_group, max_poll_records=consumer_settings.max_records,
+            group_instance_id=consumer_settings.instance_id, session_timeout_ms=consumer_settings.session_timeout_ms,
+            heartbeat_interval_ms=max(1000, consumer_settings.session_timeout_ms // 4),
         )
+        consumer.subscribe([kafka.topics.payments, kafka.topics.credit_blocks], listener=self._partitions)
+        self._consumer = consumer
+        lanes = KeyedLanes(consumer_settings.concurrency, name="apply")
+        paused = False
+        next_lag = 0.0
         try:
             while not self._stop.is_set():
-                batch = consumer.poll(timeout_ms=self.settings.consumer.poll_timeout_ms)
-                done: dict[TopicPartition, OffsetAndMetadata] = {}
-                try:
-                    for tp, records in batch.items():
-                        for r in records:
-                            self.handler.handle(Record(r.topic, r.partition, r.offset, r.key, r.value))
-                            done[tp] = OffsetAndMetadata(r.offset + 1, "", -1)
-                except StopRequested:
-                    log.info("stopping with a record still waiting for retry; it will be processed again")
-                finally:
-                    if done:
-                        consumer.commit(done)
+                for tp, records in consumer.poll(timeout_ms=consumer_settings.poll_timeout_ms).items():
+                    tracker = self._partitions.trackers.setdefault(tp, PartitionOffsets())
+                    generation = self._partitions.generation.get(tp, 0)
+                    for r in records:
+                        tracker.started(r.offset)
+                        lanes.submit(r.key or (tp.topic, tp.partition), self._task(tp, generation, tracker, r))
+                self.commit(self._partitions.trackers)
+                if lanes.pending >= consumer_settings.max_in_flight:  # back-pressure: poll (heartbeats), fetch nothing
+                    consumer.pause(*consumer.assignment())
+                    paused = True
+                elif paused:
+                    consumer.resume(*consumer.assignment())
+                    paused = False
+                if time.monotonic() >= next_lag:
+                    self._report_lag(consumer)
+                    next_lag = time.monotonic() + LAG_REFRESH_S
         finally:
+            self._stop.set()
+            lanes.wait_idle(timeout=30)  # records waiting for a retry stop at once (cancelled)
+            lanes.close(timeout=5)
+            self.commit(self._partitions.trackers)
             consumer.close(autocommit=False)
+            self._consumer = None
+
+    def _task(self, tp: TopicPartition, generation: int, tracker: PartitionOffsets, r):
+        record = Record(r.topic, r.partition, r.offset, r.key, r.value)
+        partitions = self._partitions
+
+        def cancelled() -> bool:
+            return self._stop.is_set() or not partitions.current(tp, generation)
+
+        def run() -> None:
+            if cancelled():
+                return
+            partitions.running(tp, +1)
+            try:
+                self.handler.handle(record, cancelled)
+                tracker.finished(record.offset)
+            except StopRequested:
+                pass  # not finished: the offset stays uncommitted and the record is read again
+            finally:
+                partitions.running(tp, -1)
+        return run
+
+    def commit(self, trackers: dict[TopicPartition, PartitionOffsets]) -> None:
+        """Commit each partition's finished prefix (called from the polling thread only)."""
+        consumer = self._consumer
+        if consumer is None:
+            return
+        offsets = {}
+        for tp, tracker in trackers.items():
+            committable = tracker.committable()
+            if committable is not None and committable != tracker.committed:
+                offsets[tp] = OffsetAndMetadata(committable, "", -1)
+        if not offsets:
+            return
+        try:
+            consumer.commit(offsets)
+            for tp, meta in offsets.items():
+                trackers[tp].committed = meta.offset
+        except (CommitFailedError, KafkaError) as exc:
+            log.warning("offset commit failed (%s); the records after the last commit are processed again", exc)
+
+    def _report_lag(self, consumer) -> None:
+        for tp in consumer.assignment():
+            highwater = consumer.highwater(tp)
+            if highwater is not None:
+                try:
+                    metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, highwater - consumer.position(tp)))
+                except KafkaError:
+                    pass
 
     def stop(self) -> None:
         self._stop.set()
@@ -84,3 +216,9 @@ class ConsumerService:
     def close(self) -> None:
         self.stop()
         self._dlq_producer.close(timeout=10)
+        if self.denied is not None:
+            self.denied.close()
+        for api in self.apis.values():
+            api.close()
+        for markers in self.payments.markers.values():
+            markers.db.close_all()

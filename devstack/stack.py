@@ -65,6 +65,7 @@ def settings_dict(
                 "credit_blocks": f"{namespace}.credit-blocks",
                 "dead_letters": f"{namespace}.dead-letters",
                 "producer_state": f"{namespace}.producer-state",
+                "consumer_state": f"{namespace}.consumer-state",
                 "partitions": partitions,
                 "replication_factor": 1,
             },

@@ -118,7 +118,7 @@ class CompanyWorker:
     def close(self) -> None:
         self.publisher.close()
         if self.payments is not None:
-            self.payments.source.db.close()
+            self.payments.source.db.close_all()
 
 
 class ProducerService:

@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fixtures.sandbox",
     "tests.fixtures.visma",
     "tests.fixtures.stack",
+    "tests.fixtures.world",
 ]

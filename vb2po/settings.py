@@ -62,6 +62,7 @@ class TopicSettings(_Section):
     credit_blocks: str = "vb2po.credit-blocks"
     dead_letters: str = "vb2po.dead-letters"
     producer_state: str = "vb2po.producer-state"
+    consumer_state: str = "vb2po.consumer-state"
     partitions: int = 6
     replication_factor: int = 1
     retention_ms: int = 14 * 24 * 3600 * 1000
@@ -94,8 +95,14 @@ class ProducerSettings(_Section):
 
 
 class ConsumerSettings(_Section):
-    poll_timeout_ms: int = 500
-    max_records: int = 500
+    concurrency: int = Field(16, ge=1, le=256, description="customers applied at the same time per instance")
+    max_in_flight: int = Field(5000, ge=1, description="records taken from Kafka but not yet done, before pausing")
+    instances: int = Field(1, ge=1, description="consumer instances sharing PowerOffice's rate limit (each takes 1/n)")
+    instance_id: str | None = Field(None, description="static group membership (e.g. the StatefulSet pod name): "
+                                    "a restarted instance takes its partitions back without a rebalance")
+    session_timeout_ms: int = Field(10_000, ge=6000, description="a silent instance loses its partitions after this")
+    poll_timeout_ms: int = Field(200, ge=1)
+    max_records: int = Field(500, ge=1)
 
 
 PERMISSIONS = ("integration", "fetch.client", "fetch.all")

@@ -23,6 +23,9 @@ def wanted_topics(kafka: KafkaSettings) -> list[NewTopic]:
         # Compacted: the last committed cursor per company is kept forever.
         NewTopic(t.producer_state, num_partitions=1, replication_factor=t.replication_factor,
                  topic_configs={"cleanup.policy": "compact"}),
+        # Compacted: which projects the consumer denied time tracking on, per customer.
+        NewTopic(t.consumer_state, num_partitions=1, replication_factor=t.replication_factor,
+                 topic_configs={"cleanup.policy": "compact"}),
         # Compacted: the last record per token id (issued, then perhaps revoked) is kept forever.
         NewTopic(t.admin_tokens, num_partitions=1, replication_factor=t.replication_factor,
                  topic_configs={"cleanup.policy": "compact"}),

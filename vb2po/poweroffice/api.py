@@ -28,6 +28,10 @@ class PowerOfficeApi(Protocol):
         """Fill the customer-account cache in bulk, so posting needs no lookups."""
         ...
 
+    def prefetch_all_customers(self) -> int:
+        """Every customer's sub-ledger account, in a few paged requests; returns the count."""
+        ...
+
     def customer_account_id(self, customer_no: int) -> int:
         """The customer's sub-ledger account id (cached; one lookup on a miss)."""
         ...

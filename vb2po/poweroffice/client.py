@@ -36,14 +36,17 @@ import requests
 from pydantic import SecretStr
 from requests.adapters import HTTPAdapter
 
+from vb2po import metrics
 from vb2po.errors import TerminalError, TransientError
 from vb2po.poweroffice.accounts import ACCOUNT_NOT_FOUND, CUSTOMER_NOT_FOUND, IdCache
+from vb2po.poweroffice import jsonmoney
 from vb2po.poweroffice.auth import SUBSCRIPTION_HEADER, TokenProvider, reveal
 from vb2po.poweroffice.errors import DUPLICATE_REFERENCE, classify
 from vb2po.poweroffice.models import (
     ALREADY_APPLIED, APPLIED, Customer, OpenItem, OutgoingInvoice, PaymentPosting, PostingResult, Project,
 )
 from vb2po.poweroffice.query import number_filters
+from vb2po.poweroffice.ratelimit import RateLimiter, Unlimited
 
 PAGE_SIZE = 5000  # PowerOffice's default; its maximum is 20000
 JSON_PATCH = "application/json-patch+json"
@@ -66,10 +69,10 @@ def bank_voucher_payload(posting: PaymentPosting, customer_account_id: int) -> d
     }
 
 
-def _json_number(value: Any) -> Any:
-    if isinstance(value, Decimal):  # 2-decimal amounts: the float's shortest repr is the same digits
-        return int(value) if value == value.to_integral_value() else float(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+def endpoint_label(path: str) -> str:
+    """The path with ids replaced, so the metric label stays low-cardinality."""
+    return "/" + "/".join("{id}" if part.isdigit() or len(part) == 36 and part.count("-") == 4 else part
+                          for part in path.strip("/").split("/"))
 
 
 class PowerOfficeClient:
@@ -77,8 +80,10 @@ class PowerOfficeClient:
 
     def __init__(self, api_url: str, token_url: str, application_key: SecretStr | str, client_key: SecretStr | str,
                  subscription_key: SecretStr | str, timeout: float | tuple[float, float] = 10.0, *,
-                 session: requests.Session | None = None, page_size: int = PAGE_SIZE):
+                 session: requests.Session | None = None, page_size: int = PAGE_SIZE,
+                 rate_limiter: RateLimiter | Unlimited | None = None):
         self._api_url = api_url.rstrip("/")
+        self._limiter = rate_limiter or Unlimited()
         self._subscription_key = subscription_key
         self._timeout = timeout
         self._page_size = page_size
@@ -126,6 +131,12 @@ class PowerOfficeClient:
 
     def prefetch_customers(self, customer_nos: Iterable[int]) -> None:
         self.customer_accounts.prefetch(customer_nos)
+
+    def prefetch_all_customers(self) -> int:
+        """Every customer's sub-ledger account in a few paged requests (at start-up)."""
+        rows = self._get_filtered("/Customers", {})
+        self.customer_accounts.remember({int(r["Number"]): int(r["SubledgerAccountId"]) for r in rows})
+        return len(rows)
 
     def customer_account_id(self, customer_no: int) -> int:
         return self.customer_accounts.get(customer_no)
@@ -195,9 +206,11 @@ class PowerOfficeClient:
     def _request(self, method: str, path: str, *, params: dict[str, Any] | None = None,
                  json_body: Any = None, content_type: str = "application/json") -> requests.Response:
         """One call; on 401 the token is renewed and the call made once more."""
-        body = json.dumps(json_body, default=_json_number) if json_body is not None else None
+        body = jsonmoney.dumps(json_body) if json_body is not None else None
+        endpoint = endpoint_label(path)
         for attempt in (1, 2):
             token = self.tokens.token()
+            self._limiter.acquire()
             headers = {"Authorization": f"Bearer {token}", SUBSCRIPTION_HEADER: reveal(self._subscription_key),
                        "Accept": "application/json"}
             if body is not None:
@@ -206,7 +219,9 @@ class PowerOfficeClient:
                 response = self._session.request(method, self._api_url + path, params=params, data=body,
                                                  headers=headers, timeout=self._timeout)
             except requests.RequestException as exc:
+                metrics.PO_REQUESTS.labels(endpoint, "error").inc()
                 raise classify(exc) from exc
+            metrics.PO_REQUESTS.labels(endpoint, str(response.status_code)).inc()
             if response.status_code == 401 and attempt == 1:
                 self.tokens.invalidate(token)
                 continue

@@ -90,6 +90,11 @@ class FakePowerOffice:
     def prefetch_customers(self, customer_nos: Iterable[int]) -> None:
         self.customer_accounts.prefetch(customer_nos)
 
+    def prefetch_all_customers(self) -> int:
+        found = self._call("get_customers", lambda: self.ledger.customers(None))
+        self.customer_accounts.remember({c.number: c.subledger_account_id for c in found})
+        return len(found)
+
     def customer_account_id(self, customer_no: int) -> int:
         return self.customer_accounts.get(customer_no)
 

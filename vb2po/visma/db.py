@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any, Iterator, Sequence
 
 import pyodbc
@@ -30,16 +31,33 @@ def classify_db_error(exc: BaseException) -> TransientError | TerminalError:
 
 
 class VismaDatabase:
-    """A lazily (re)connected pyodbc connection to one Visma company database.
+    """Lazily (re)connected pyodbc connections to one Visma company database, one per thread
+    (a pyodbc connection must not be used by two threads at once).
 
-    After a transient failure the connection is dropped, so the next call reconnects.
+    After a transient failure the thread's connection is dropped, so its next call reconnects.
     """
 
     def __init__(self, connection_string: str, dialect: str | DialectName | None = None, *, login_timeout: int = 10):
         self.connection_string = connection_string
         self.dialect: Dialect = dialect_for(dialect or guess_dialect(connection_string))
         self._login_timeout = login_timeout
-        self._conn: pyodbc.Connection | None = None
+        self._local = threading.local()
+        self._all: set[pyodbc.Connection] = set()
+        self._all_lock = threading.Lock()
+
+    @property
+    def _conn(self) -> pyodbc.Connection | None:
+        return getattr(self._local, "conn", None)
+
+    @_conn.setter
+    def _conn(self, conn: pyodbc.Connection | None) -> None:
+        old = getattr(self._local, "conn", None)
+        with self._all_lock:
+            if old is not None:
+                self._all.discard(old)
+            if conn is not None:
+                self._all.add(conn)
+        self._local.conn = conn
 
     def _connection(self) -> pyodbc.Connection:
         if self._conn is None:
@@ -122,6 +140,7 @@ class VismaDatabase:
             raise self._failed(exc) from exc
 
     def close(self) -> None:
+        """Close the calling thread's connection (after a failure) ..."""
         if self._conn is not None:
             try:
                 self._conn.close()
@@ -129,8 +148,19 @@ class VismaDatabase:
                 pass
             self._conn = None
 
+    def close_all(self) -> None:
+        """... or every thread's (at shutdown)."""
+        with self._all_lock:
+            conns, self._all = list(self._all), set()
+        for conn in conns:
+            try:
+                conn.close()
+            except pyodbc.Error:
+                pass
+        self._local = threading.local()
+
     def __enter__(self) -> "VismaDatabase":
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.close()
+        self.close_all()
