@@ -1,22 +1,19 @@
 """Run the sandbox on 127.0.0.1: in a background thread for tests, or as `vb2po sandbox`.
 
 The listening socket is bound before uvicorn starts (port 0 = the OS picks a free one),
-so the port is known up front and nothing races for it. Readiness is awaited with a
-deadline, never a fixed sleep.
+so the port is known up front and nothing races for it (`vb2po.http_server`).
 """
 from __future__ import annotations
 
 import argparse
 import signal
-import socket
 import sys
 import threading
-import time
 from datetime import date
 from typing import Sequence
 
-import uvicorn
 
+from vb2po.http_server import BackgroundServer
 from sandbox.app import create_app
 from sandbox.control_client import SandboxControl
 from sandbox.seed import BANK_ACCOUNT_NO, DEFAULT_LOCK_DATE, gl_account_id
@@ -35,8 +32,7 @@ class SandboxServer:
         self._host = host
         self._requested_port = port
         self._startup_timeout_s = startup_timeout_s
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
+        self._http: BackgroundServer | None = None
         self._port: int | None = None
         self._control: SandboxControl | None = None
 
@@ -77,41 +73,19 @@ class SandboxServer:
         return self.state.ledgers[client_key].summary().accounts.get(account_no, gl_account_id(account_no))
 
     def start(self) -> "SandboxServer":
-        # proto must say TCP: asyncio sets TCP_NODELAY on accepted sockets only then (else ~40 ms/answer)
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self._host, self._requested_port))
-        self._port = sock.getsockname()[1]
-        config = uvicorn.Config(
-            create_app(self.state), log_level="warning", access_log=False, lifespan="off", loop="asyncio",
-            http="h11", timeout_graceful_shutdown=1, timeout_keep_alive=30, backlog=2048,
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]},
-                                        name=f"sandbox-{self._port}", daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + self._startup_timeout_s
-        while not self._server.started:
-            if not self._thread.is_alive():
-                raise RuntimeError("the sandbox server thread died while starting; see the log above")
-            if time.monotonic() > deadline:
-                self.stop()
-                raise TimeoutError(f"the sandbox did not start within {self._startup_timeout_s} s")
-            time.sleep(0.01)
+        self._http = BackgroundServer(create_app(self.state), self._host, self._requested_port, name="sandbox",
+                                      startup_timeout_s=self._startup_timeout_s, timeout_keep_alive=30, backlog=2048)
+        self._http.start()
+        self._port = self._http.port
         return self
 
     def stop(self, timeout_s: float = 10.0) -> None:
         if self._control is not None:
             self._control.close()
             self._control = None
-        if self._server is None or self._thread is None:
-            return
-        self._server.should_exit = True
-        self._thread.join(timeout_s)
-        if self._thread.is_alive():
-            self._server.force_exit = True
-            self._thread.join(timeout_s)
-        self._server = self._thread = None
+        if self._http is not None:
+            self._http.stop(timeout_s)
+            self._http = None
 
     def __enter__(self) -> "SandboxServer":
         return self.start()

@@ -11,8 +11,10 @@ import uvicorn
 class BackgroundServer:
     """uvicorn in a daemon thread on a socket bound up front (port 0: the OS picks one)."""
 
-    def __init__(self, app, host: str = "127.0.0.1", port: int = 0, *, name: str = "http", startup_timeout_s: float = 30):
+    def __init__(self, app, host: str = "127.0.0.1", port: int = 0, *, name: str = "http",
+                 startup_timeout_s: float = 30, **uvicorn_options):
         self.app = app
+        self.uvicorn_options = uvicorn_options
         self.host = host
         self.requested_port = port
         self.name = name
@@ -31,8 +33,9 @@ class BackgroundServer:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self.host, self.requested_port))
         self.port = sock.getsockname()[1]
-        config = uvicorn.Config(self.app, log_level="warning", access_log=False, lifespan="off", loop="asyncio",
-                                http="h11", timeout_graceful_shutdown=1)
+        options = dict(log_level="warning", access_log=False, lifespan="off", loop="asyncio", http="h11",
+                       timeout_graceful_shutdown=1)
+        config = uvicorn.Config(self.app, **{**options, **self.uvicorn_options})
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]},
                                         name=f"{self.name}-{self.port}", daemon=True)
@@ -48,9 +51,12 @@ class BackgroundServer:
         return self
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
+        if self._server is None or self._thread is None:
+            return
+        self._server.should_exit = True
+        self._thread.join(timeout_s)
+        if self._thread.is_alive():  # open keep-alive connections: stop waiting for them
+            self._server.force_exit = True
             self._thread.join(timeout_s)
         self._server = self._thread = None
 

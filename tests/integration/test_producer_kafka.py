@@ -3,7 +3,7 @@ credit blocks, failing companies and bad rows."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pyodbc
