@@ -20,10 +20,11 @@ from pathlib import Path
 
 import yaml
 
-from devstack.dataset import DatasetSpec, invoices, payment_rows
+from devstack.dataset import DatasetSpec, customers, invoices, payment_rows
 from devstack.kafka import KafkaCluster
 from devstack.stack import LocalClient, settings_dict, write_settings
 from devstack.visma_seed import seed_company, sqlite_connection_string
+from sandbox.filters import NumberFilter
 from sandbox.server import SandboxServer
 from sandbox.state import ClientSeed, SandboxConfig
 from vb2po.poweroffice.client import PowerOfficeClient
@@ -74,6 +75,14 @@ def markers_written(db: VismaDatabase) -> int:
     return list(db.query('SELECT COUNT(*) FROM "CustTr" WHERE "Gr4" = 1'))[0][0]
 
 
+def blocked_in_poweroffice(sandbox: SandboxServer, blocked: list[int]) -> int:
+    """Customers blocked in Visma whose every PowerOffice project has time tracking denied."""
+    by_customer: dict[int, list[bool]] = defaultdict(list)
+    for project in sandbox.state.ledgers[CLIENT_KEY].projects(NumberFilter(frozenset(blocked), ())):
+        by_customer[project.customer_no].append(project.deny_time_tracking)
+    return sum(1 for c in blocked if by_customer.get(c) and all(by_customer[c]))
+
+
 def check_balances(sandbox: SandboxServer, spec: DatasetSpec) -> tuple[int, list[str]]:
     """Every invoice's PowerOffice balance equals its balance less the payments after lookback."""
     paid: dict[int, Decimal] = defaultdict(Decimal)
@@ -94,6 +103,7 @@ def run(size: int, timeout_s: float) -> int:
     workdir.mkdir(parents=True)
     spec = DatasetSpec(size=size, seed=42)
     expected = sum(1 for _ in payment_rows(spec, on_or_after=LOOKBACK))
+    blocked = [c.cust_no for c in customers(spec) if c.credit_blocked]
     started = time.monotonic()
 
     say("starting a one-node Kafka broker (KRaft) ...")
@@ -108,15 +118,17 @@ def run(size: int, timeout_s: float) -> int:
             settings_path = write_settings(workdir / "settings.yaml", demo_settings(kafka, sandbox, conn_str))
             procs = [start_service(n, settings_path, workdir) for n in ("producer", "consumer")]
             try:
-                applied = marked = last_shown = -1
+                applied = marked = stopped = last_shown = -1
                 deadline = time.monotonic() + timeout_s
                 while time.monotonic() < deadline:
                     applied = sandbox.state.ledgers[CLIENT_KEY].summary().vouchers
                     marked = markers_written(db)
-                    if (applied, marked) != last_shown:
-                        say(f"{applied}/{expected} payments applied, {marked} markers written")
-                        last_shown = (applied, marked)
-                    if applied >= expected and marked >= expected:
+                    stopped = blocked_in_poweroffice(sandbox, blocked)
+                    if (applied, marked, stopped) != last_shown:
+                        say(f"{applied}/{expected} payments applied, {marked} markers written, "
+                            f"{stopped}/{len(blocked)} credit-blocked customers blocked in PowerOffice")
+                        last_shown = (applied, marked, stopped)
+                    if applied >= expected and marked >= expected and stopped >= len(blocked):
                         break
                     for proc in procs:
                         if proc.poll() is not None:
@@ -130,11 +142,12 @@ def run(size: int, timeout_s: float) -> int:
             db.close()
     say(f"stack stopped; logs and settings in {workdir.relative_to(ROOT)}/")
     say(f"{checked} invoice balances checked against Visma: {'all right' if not wrong else f'{len(wrong)} wrong'}")
+    say(f"{stopped}/{len(blocked)} customers with a credit block in Visma have time registration blocked in PowerOffice")
     for line in wrong[:10]:
         say("  " + line)
     say(f"wall time {time.monotonic() - started:.1f}s")
     print(f"demo: {applied}/{expected} payments applied, {marked} markers written", flush=True)
-    return 0 if applied == expected and marked == expected and not wrong else 1
+    return 0 if applied == expected and marked == expected and stopped == len(blocked) and not wrong else 1
 
 
 def main(argv: list[str] | None = None) -> int:
