@@ -155,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=300, help="CustTr rows to generate (default 300)")
     parser.add_argument("--timeout", type=float, default=300, help="seconds to wait for the sync (default 300)")
     args = parser.parse_args(argv)
+    # SIGTERM (e.g. from `timeout`) unwinds like Ctrl-C, so everything started is stopped again.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     return run(args.size, args.timeout)
 
 

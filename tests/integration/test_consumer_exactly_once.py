@@ -31,8 +31,9 @@ def test_sigkill_of_the_consumer_20_times_while_2000_payments_flow(make_world):
             try:
                 consumer.wait(rng.uniform(1.0, 3.0))
             except subprocess.TimeoutExpired:
-                pass
-            sigkill(consumer)
+                pass  # still running: the normal case
+            finally:
+                sigkill(consumer)
         applied_before_last_start = len(world.vouchers())
         consumer = start_vb2po(world.settings_file, "consumer", world.tmp / "consumer.log")
         try:

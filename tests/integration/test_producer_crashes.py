@@ -46,18 +46,16 @@ def test_sigkill_mid_batch_loses_nothing_and_doubles_nothing(make_settings, sqli
     while kills < 4 and published() < BACKLOG:
         proc = start_vb2po(settings_file, "producer", tmp_path / "producer.log")
         started = time.monotonic()
-        before = progress()
-        # wait until this incarnation has committed something, then kill it at a random moment
-        wait_for(lambda: progress() > before or proc.poll() is not None or stack_dump_when_slow(proc, started),
-                 timeout=60, interval=0.05, what="the producer to publish")
-        if published() >= BACKLOG:
-            terminate(proc)
-            break
         try:
+            before = progress()
+            # wait until this incarnation has committed something, then kill it at a random moment
+            wait_for(lambda: progress() > before or proc.poll() is not None or stack_dump_when_slow(proc, started),
+                     timeout=60, interval=0.05, what="the producer to publish")
             proc.wait(rng.uniform(0.05, 0.6))  # let it run a random moment longer
         except subprocess.TimeoutExpired:
             pass  # still running: the normal case
-        sigkill(proc)
+        finally:
+            sigkill(proc)  # also when the wait failed: no producer outlives the test
         kills += 1
 
     proc = start_vb2po(settings_file, "producer", tmp_path / "producer.log")
