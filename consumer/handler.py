@@ -18,6 +18,7 @@ from schemas.events import CreditBlockEvent, PaymentEvent
 from vb2po import metrics
 from vb2po.errors import TerminalError, TransientError
 from vb2po.kafka.dead_letters import DeadLetter, original_text
+from vb2po.logging_setup import bind_event, event_context
 from vb2po.retry import Backoff
 
 log = logging.getLogger(__name__)
@@ -59,11 +60,16 @@ class RecordHandler:
     def handle(self, record: Record, cancelled: Callable[[], bool] = lambda: False) -> str:
         """Process `record` to completion; raises `StopRequested` if `cancelled()` turns true
         while it waits for a retry (the service stops, or the partition moved elsewhere)."""
+        with event_context(topic=record.topic, partition=record.partition, offset=record.offset):
+            return self._handle(record, cancelled)
+
+    def _handle(self, record: Record, cancelled: Callable[[], bool]) -> str:
         try:
             event = decode(record.value)
         except UndecodableEvent as exc:
             metrics.EVENTS_CONSUMED.labels("unknown").inc()
             return self._dead_letter(record, None, "undecodable", str(exc), attempts=1, first=self.now())
+        bind_event(event_id=str(event.event_id), company=event.source.company_no, customer=event.payload.customer_no)
         event_type = "payment" if isinstance(event, PaymentEvent) else "credit_block"
         metrics.EVENTS_CONSUMED.labels(event_type).inc()
         applier = self.payments if isinstance(event, PaymentEvent) else self.credit_blocks
@@ -98,7 +104,8 @@ class RecordHandler:
         self.dead_letters.send(letter, record.key)
         event_type = "unknown" if event is None else ("payment" if isinstance(event, PaymentEvent) else "credit_block")
         metrics.DEAD_LETTERED.labels(event_type, reason).inc()
-        log.error("dead-lettered %s[%s]@%s: %s: %s", record.topic, record.partition, record.offset, reason, error)
+        log.error("dead-lettered %s[%s]@%s: %s: %s", record.topic, record.partition, record.offset, reason, error,
+                  extra={"reason": reason, "event_type": event_type})
         return "dead_lettered"
 
 

@@ -96,6 +96,9 @@ class CreditBlockPoller:
                 blocked, limit = self._read(row)
             except BadRow as exc:
                 if row.act_no not in self._dead_lettered:
+                    log.warning("bad customer row to dead letters: %s", exc, extra={
+                        "company": self.company_no, "customer": row.cust_no, "source_key": f"ActNo={row.act_no}",
+                        "reason": exc.reason})
                     letter = DeadLetter(stage="producer", reason=exc.reason, error=str(exc),
                                         company_no=self.company_no, source_key=f"ActNo={row.act_no}")
                     messages.append(Outgoing(self.topics.dead_letters, f"{self.company_no}:ActNo={row.act_no}".encode(), letter.encode()))

@@ -19,7 +19,7 @@ from producer.publisher import Outgoing, Publisher
 from producer.rows import BadRow, PaymentRow, payment_event, visma_change_time
 from producer.state import CompanyState
 from schemas.codec import encode
-from schemas.events import customer_key
+from schemas.events import customer_key, payment_event_id
 from vb2po import metrics
 from vb2po.kafka.dead_letters import DeadLetter
 from vb2po.settings import TopicSettings
@@ -128,7 +128,9 @@ class PaymentPoller:
                 newest = event.occurred_at
             except BadRow as exc:
                 if row.key not in self.state.dead_lettered:  # the sweep finds bad rows again and again
-                    log.warning("bad row to dead letters: %s", exc)
+                    log.warning("bad row to dead letters: %s", exc, extra={
+                        "event_id": _event_id_of(company.company_no, row), "company": company.company_no,
+                        "customer": row.cust_no, "source_key": row.key, "reason": exc.reason})
                     letter = DeadLetter(stage="producer", reason=exc.reason, error=str(exc),
                                         company_no=company.company_no, source_key=row.key)
                     messages.append(Outgoing(self.topics.dead_letters, f"{company.company_no}:{row.key}".encode(), letter.encode()))
@@ -147,3 +149,11 @@ class PaymentPoller:
             metrics.BAD_ROWS.labels(str(company.company_no), reason).inc()
         return PollOutcome(rows_read=len(rows), published=len(published), bad_rows=len(bad_keys), newest_change=newest,
                            published_keys=tuple(published))
+
+
+def _event_id_of(company_no: int, row: PaymentRow) -> str | None:
+    """The id the row's event has once the row is fixed (for the log line of a bad row)."""
+    try:
+        return str(payment_event_id(company_no, int(row.jno), int(row.entno)))
+    except (TypeError, ValueError):
+        return None

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import socket
+from urllib.parse import urlsplit
 
 from vb2po.ops import ReadinessCheck
 from vb2po.settings import Settings
@@ -33,15 +34,20 @@ def visma_check(settings: Settings, company_no: int) -> ReadinessCheck:
 
 
 def poweroffice_check(settings: Settings) -> ReadinessCheck:
+    """A TCP connection to PowerOffice's token and API hosts (no call: it would count against
+    the subscription's rate limit at every probe)."""
     po = settings.poweroffice
+    endpoints = list(dict.fromkeys(_host_port(url) for url in (po.token_url, po.api_url)))
 
     def check() -> None:
-        from urllib.parse import urlsplit
-
-        url = urlsplit(po.token_url)
-        port = url.port or (443 if url.scheme == "https" else 80)
-        socket.create_connection((url.hostname, port), timeout=3).close()
+        for host, port in endpoints:
+            socket.create_connection((host, port), timeout=2).close()
     return check
+
+
+def _host_port(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    return parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
 
 
 def producer_checks(settings: Settings) -> dict[str, ReadinessCheck]:
