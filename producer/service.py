@@ -67,7 +67,8 @@ class CompanyWorker:
         self.payments = PaymentPoller(source, publisher, topics, zone, self.initial_state,
                                       page_size=p.page_size, settle_s=p.settle_s, sweep_grace_s=p.sweep_grace_s)
         log.info("company %s: open; payments cursor %s, %s customers known",
-                 self.label, self.initial_state.payments_cursor, len(self.initial_state.blocks))
+                 self.label, self.initial_state.payments_cursor, len(self.initial_state.blocks),
+                 extra={"company": self.company.company_no})
 
     def fetch_now(self) -> PollOutcome:
         """Poll this company's payments now (the operator's "fetch now")."""
@@ -97,7 +98,8 @@ class CompanyWorker:
             if now >= self._due["sweep"]:
                 outcome = self._timed("sweep", self.payments.sweep_once)
                 if outcome.published:
-                    log.warning("company %s: safety-net sweep published %s unmarked payments again", self.label, outcome.published)
+                    log.warning("company %s: safety-net sweep published %s unmarked payments again", self.label, outcome.published,
+                                extra={"company": self.company.company_no})
                 self._due["sweep"] = now + p.sweep_interval_s
             self.last_success_at = time.time()
             metrics.LAST_POLL_SUCCESS.labels(self.label).set(self.last_success_at)
@@ -112,7 +114,8 @@ class CompanyWorker:
             age = (datetime.now(timezone.utc) - outcome.newest_change).total_seconds()
             metrics.CURSOR_LAG.labels(self.label).set(max(0.0, age))
         if outcome.published or outcome.bad_rows:
-            log.info("company %s: %s: published %s events, %s bad rows", self.label, kind, outcome.published, outcome.bad_rows)
+            log.info("company %s: %s: published %s events, %s bad rows", self.label, kind, outcome.published, outcome.bad_rows,
+                     extra={"company": self.company.company_no})
         return outcome
 
     def close(self) -> None:
@@ -174,7 +177,8 @@ class ProducerService:
                 attempt = 0
                 self._stop.wait(self.settings.producer.poll_interval_s)
             except ProducerFenced:
-                log.error("company %s: fenced by another producer instance; this instance stops polling it", worker.label)
+                log.error("company %s: fenced by another producer instance; this instance stops polling it", worker.label,
+                          extra={"company": worker.company.company_no})
                 metrics.PRODUCER_ERRORS.labels(worker.label, "fenced").inc()
                 worker.fenced = True
                 return
@@ -182,15 +186,16 @@ class ProducerService:
                 attempt += 1
                 worker.last_failure = (time.time(), exc.reason)
                 metrics.PRODUCER_ERRORS.labels(worker.label, exc.reason).inc()
-                delay = Backoff.delay(backoff, attempt)
-                log.warning("company %s: poll failed (%s), retrying in %.1fs: %s", worker.label, exc.reason, delay, exc)
+                delay = backoff.delay(attempt)
+                log.warning("company %s: poll failed (%s), retrying in %.1fs: %s", worker.label, exc.reason, delay, exc,
+                            extra={"company": worker.company.company_no, "reason": exc.reason})
                 self._stop.wait(delay)
-            except Exception as exc:  # noqa: BLE001 - a bug must not silently end a company's loop
+            except Exception:  # noqa: BLE001 - a bug must not silently end a company's loop
                 attempt += 1
                 worker.last_failure = (time.time(), "unexpected")
                 metrics.PRODUCER_ERRORS.labels(worker.label, "unexpected").inc()
-                log.exception("company %s: unexpected error", worker.label)
-                self._stop.wait(Backoff.delay(backoff, attempt))
+                log.exception("company %s: unexpected error", worker.label, extra={"company": worker.company.company_no})
+                self._stop.wait(backoff.delay(attempt))
 
     def stop(self) -> None:
         self._stop.set()

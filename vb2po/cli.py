@@ -183,6 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vb2po", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", help=f"settings file (YAML); default ${settings_module.CONFIG_ENV}")
     parser.add_argument("-v", "--verbose", action="store_true")
+    parser.add_argument("--log-format", choices=("json", "text"),
+                        help="log lines as JSON objects (default of producer and consumer) or plain text "
+                             "(default of the other commands); default $VB2PO_LOG_FORMAT")
     sub = parser.add_subparsers(dest="command", required=True)
     api = _api_options()
 
@@ -282,12 +285,17 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
-    faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1 <pid>`: every thread's stack to stderr
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("kafka").setLevel(logging.WARNING)
+    try:
+        faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1 <pid>`: every thread's stack to stderr
+    except (AttributeError, ValueError, OSError):  # stderr is no real file (captured, e.g. under pytest)
+        pass
+    from vb2po.logging_setup import configure_logging  # JSON lines for the services, text for people
+
+    try:
+        configure_logging(args.log_format, default="json" if args.command in ("producer", "consumer") else "text",
+                          verbose=args.verbose)
+    except ValueError as exc:  # VB2PO_LOG_FORMAT names no format
+        parser.error(str(exc))
     if args.command == "sandbox":
         return cmd_sandbox(args, rest)
     if rest:

@@ -26,6 +26,7 @@ from typing import Any, Callable
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
+from kafka.errors import KafkaError
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response
@@ -132,8 +133,10 @@ def create_admin_app(ctx: AdminContext) -> FastAPI:
             response = RedactedJSON({"error": "internal error; see the producer's log"}, status_code=500)
         a = request.state.audit
         outcome = _outcome(response.status_code)
+        route = request.scope.get("route")  # set by routing, also when the request failed validation
+        fallback = f"{request.method} {route.path}" if getattr(route, "path", None) else "unknown_route"
         entry = AuditEntry(
-            action=a["action"] or "unknown_route", outcome=outcome, actor=a["actor"], token_id=a["token_id"],
+            action=a["action"] or fallback, outcome=outcome, actor=a["actor"], token_id=a["token_id"],
             target=redactor.data(a["target"]), status=response.status_code, detail=redactor.text(str(a["detail"]))[:500],
             method=request.method, path=request.url.path, remote=request.client.host if request.client else None,
         )
@@ -191,7 +194,7 @@ def create_admin_app(ctx: AdminContext) -> FastAPI:
                 request.state.audit["actor"] = record.user
             raise HTTPException(401, {"error": str(exc), "kind": exc.kind},
                                 headers={"WWW-Authenticate": 'Bearer realm="vb2po"'}) from None
-        except (TimeoutError, OSError, RuntimeError) as exc:
+        except (TimeoutError, OSError, RuntimeError, KafkaError) as exc:
             raise HTTPException(503, {"error": f"the token store cannot be read right now ({type(exc).__name__})"}) from None
         request.state.audit["actor"] = who.user
         return who

@@ -207,18 +207,19 @@ def replay(args: argparse.Namespace, client: AdminClient) -> int:
 def reconcile(args: argparse.Namespace, client: AdminClient) -> int:
     job = client.post("/v1/reconcile", {"client": args.client})
     say(f"reconcile {job['reconcile_id']}: {', '.join(job['clients'])}")
-    deadline, shown = time.monotonic() + args.timeout, None
-    while not job["finished"]:
+    deadline, shown = time.monotonic() + args.timeout, 0
+    while True:
+        history = job["progress"]["history"]
+        for line in history[shown:]:
+            say(f"  {line}")
+        shown = len(history)
+        if job["finished"]:
+            break
         if time.monotonic() > deadline:
             say(f"timed out after {args.timeout:.0f}s; the run goes on: GET /v1/reconcile/{job['reconcile_id']}")
             return 1
         time.sleep(args.interval)
         job = client.get(f"/v1/reconcile/{job['reconcile_id']}")
-        p = job["progress"]
-        line = f"  {p['step']}" + (f" {p['done']}/{p['total']}" if p["total"] else "")
-        if line != shown:
-            say(line)
-            shown = line
     if job["error"]:
         say(f"vb2po: reconcile failed: {job['error']}")
         return 1

@@ -38,7 +38,7 @@ def transactional_producer(kafka: KafkaSettings, transactional_id: str) -> Kafka
         # A producer that dies mid-transaction holds back read_committed readers of those
         # partitions until this timeout (or until its successor starts); a page commits in ~1 s.
         transaction_timeout_ms=15_000,
-        compression_type=None,
+        compression_type="gzip",
         **_common(kafka),
     )
     producer.init_transactions()  # fences any older producer with the same id

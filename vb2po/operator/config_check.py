@@ -88,10 +88,9 @@ def check_settings(settings: Settings, today: date | None = None) -> list[Findin
         if not admin.users:
             findings.append(Finding(WARN, "admin", "the admin API is on but no user is declared: nobody can use it",
                                     "declare users under admin.users and their groups under admin.groups"))
-    if not findings:
-        findings.append(Finding(OK, "settings", f"{len(settings.companies)} Visma company(ies), "
-                                                f"{len(settings.invoice_clients)} invoice client(s)"))
-    return findings
+    summary = Finding(OK, "settings", f"{len(settings.companies)} Visma company(ies), "
+                                      f"{len(settings.invoice_clients)} invoice client(s)")
+    return [summary, *findings] if not any(f.level == FAIL for f in findings) else findings
 
 
 # -- Kafka ----------------------------------------------------------------------------------

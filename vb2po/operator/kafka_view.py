@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from kafka import TopicPartition
+from kafka.errors import KafkaError
 from kafka.consumer.fetcher import ConsumerRecord
 
 from vb2po.kafka.clients import admin_client, event_consumer
@@ -112,13 +113,25 @@ class KafkaView:
         return records, {tp.partition: ends[tp] for tp in tps}
 
     # -- consumer groups -----------------------------------------------------------------
+    def _retrying(self, call, *args):
+        """Group calls fail with a retriable error while the broker still sets up the group
+        coordinator (a young cluster, a coordinator moving): try again for a while."""
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            try:
+                return call(*args)
+            except KafkaError as exc:
+                if not getattr(exc, "retriable", False) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
     def group(self, group: str) -> GroupInfo:
-        described = self.admin.describe_groups([group]).get(group) or {}
+        described = self._retrying(self.admin.describe_groups, [group]).get(group) or {}
         return GroupInfo(group, str(described.get("group_state") or "Dead"), len(described.get("members") or ()))
 
     def committed(self, group: str, tps: Iterable[TopicPartition]) -> dict[TopicPartition, int | None]:
         tps = list(tps)
-        found = self.admin.list_group_offsets({group: tps}).get(group, {}) if tps else {}
+        found = self._retrying(self.admin.list_group_offsets, {group: tps}).get(group, {}) if tps else {}
         out: dict[TopicPartition, int | None] = {}
         for tp in tps:
             meta = found.get(tp)
@@ -129,7 +142,8 @@ class KafkaView:
         """Commit offsets for a group without members (the broker refuses otherwise)."""
         from kafka.structs import OffsetAndMetadata
 
-        results = self.admin.alter_group_offsets(group, {tp: OffsetAndMetadata(o, "", -1) for tp, o in offsets.items()})
+        results = self._retrying(self.admin.alter_group_offsets, group,
+                                 {tp: OffsetAndMetadata(o, "", -1) for tp, o in offsets.items()})
         failed = {f"{tp.topic}[{tp.partition}]": getattr(err, "__name__", str(err))
                   for tp, err in results.items() if getattr(err, "__name__", "") != "NoError"}
         if failed:

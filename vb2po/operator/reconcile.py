@@ -77,6 +77,10 @@ class Difference:
                 "paid_before_lookback": money(self.paid_before_lookback), "open": self.open}
 
 
+def _cents(amount: Decimal) -> Decimal:
+    return amount.quantize(ZERO)
+
+
 def numeric(invoice_no: str) -> int | None:
     return int(invoice_no) if invoice_no.isdigit() else None
 
@@ -140,10 +144,10 @@ def reconcile_client(settings: Settings, client: InvoiceClientSettings, progress
         for i in range(0, len(numbers), PO_CHUNK):
             progress(f"{client.name}: asking PowerOffice for invoices", i, len(numbers))
             for inv in api.get_invoices(numbers[i:i + PO_CHUNK]):
-                found[inv.invoice_no] = PowerOfficeInvoice(inv.invoice_no, inv.customer_no, inv.balance)
+                found[inv.invoice_no] = PowerOfficeInvoice(inv.invoice_no, inv.customer_no, _cents(inv.balance))
         progress(f"{client.name}: asking PowerOffice for invoices", len(numbers), len(numbers))
         open_items = api.open_items(today or date.today())
-    po_open = [PowerOfficeInvoice(int(o.invoice_no), o.customer_no, o.balance)
+    po_open = [PowerOfficeInvoice(int(o.invoice_no), o.customer_no, _cents(o.balance))
                for o in open_items if o.invoice_no and str(o.invoice_no).isdigit()]
     compared, differences = compare(client.name, visma, found, po_open)
     by_kind = {kind: sum(1 for d in differences if d.kind == kind) for kind in (*OPEN_KINDS, EXCLUDED_BY_LOOKBACK)}
@@ -169,18 +173,22 @@ class ReconcileJob:
     total: int = 0
     results: list[dict] = field(default_factory=list)
     error: str | None = None
+    history: list[str] = field(default_factory=list)  # every progress line, so a fast run still shows its steps
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def progress(self, step: str, done: int, total: int) -> None:
         with self._lock:
             self.step, self.done, self.total = step, done, total
+            self.history.append(f"{step} {done}/{total}" if total else step)
+            del self.history[:-1000]
 
     def as_dict(self) -> dict:
         with self._lock:
             return {"reconcile_id": self.reconcile_id, "clients": self.clients, "requested_by": self.requested_by,
                     "started_at": self.started_at, "finished_at": self.finished_at,
                     "finished": self.finished_at is not None, "error": self.error,
-                    "progress": {"step": self.step, "done": self.done, "total": self.total},
+                    "progress": {"step": self.step, "done": self.done, "total": self.total,
+                                 "history": list(self.history)},
                     "results": list(self.results) if self.finished_at else []}
 
     def run(self, settings: Settings) -> None:
