@@ -133,7 +133,11 @@ spec:
             - name: VB2PO_METRICS_BIND_ADDRESS
               value: {{ $values.metrics.bindAddress | quote }}
             {{- if $admin }}
-            - name: VB2PO_ADMIN_PORT
+            - name: VB2PO_ADMIN__ENABLED
+              value: "true"
+            - name: VB2PO_ADMIN__BIND_ADDRESS
+              value: "0.0.0.0"
+            - name: VB2PO_ADMIN__PORT
               value: {{ $values.adminApi.port | quote }}
             {{- end }}
             - name: PYTHONDONTWRITEBYTECODE
