@@ -56,9 +56,10 @@ def cmd_producer(args: argparse.Namespace) -> int:
     settings = _load(args)
     if settings.metrics_port:
         serve_ops(settings.metrics_bind_address, settings.metrics_port, producer_checks(settings))
-    service = ProducerService(settings).start()
-    _stop_on_signals(service.stop)
+    service = ProducerService(settings)
+    _stop_on_signals(service.stop)  # before start(): a SIGTERM while starting still stops cleanly
     try:
+        service.start()
         service.run()
     finally:
         service.close()

@@ -52,12 +52,12 @@ def test_faults_broker_restart_and_lost_database_connections_change_nothing(make
                                      lost_response_share=0.05, lost_response_mode="drop", seed=5)
     settings = world.settings
     with running(settings):
-        wait_for(lambda: world.markers() >= world.expected_payments // 4, timeout=120, what="a quarter applied")
+        wait_for(lambda: world.markers() >= world.expected_payments // 4, timeout=240, what="a quarter applied")
         kafka_cluster.stop_node(0)  # the broker goes away mid-run ...
         kafka_cluster.start_node(0)  # ... and comes back on the same port with its data
-        wait_for(lambda: world.markers() >= world.expected_payments // 2, timeout=180, what="half applied")
+        wait_for(lambda: world.markers() >= world.expected_payments // 2, timeout=240, what="half applied")
         _kill_database_connections(postgres_server, world.connection_string)
-        wait_for(lambda: world.markers() >= world.expected_payments, timeout=300, interval=0.5, what="all applied")
+        wait_for(lambda: world.markers() >= world.expected_payments, timeout=400, interval=0.5, what="all applied")
     world.sandbox.control.clear_faults()
     assert world.sandbox.control.request_count("POST /v2/Vouchers/BankJournals", 503) > 0  # faults really hit
     assert_exactly_once(world)
