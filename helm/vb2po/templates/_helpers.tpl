@@ -132,6 +132,11 @@ spec:
               value: {{ $values.metrics.port | quote }}
             - name: VB2PO_METRICS_BIND_ADDRESS
               value: {{ $values.metrics.bindAddress | quote }}
+            {{- if eq $component "consumer" }}
+            # each replica takes 1/replicas of PowerOffice's rate limit
+            - name: VB2PO_CONSUMER__INSTANCES
+              value: {{ $values.consumer.replicas | quote }}
+            {{- end }}
             {{- if $admin }}
             - name: VB2PO_ADMIN__ENABLED
               value: "true"
