@@ -16,14 +16,14 @@ from zoneinfo import ZoneInfo
 from producer.company import CompanySource
 from producer.cursor import advance, is_after, visma_clock
 from producer.publisher import Outgoing, Publisher
-from producer.rows import BadRow, PaymentRow, payment_event, visma_change_time
+from producer.rows import BadRow, PaymentRow, payment_event, visma_change_time, visma_date
 from producer.state import CompanyState
 from schemas.codec import encode
 from schemas.events import customer_key, payment_event_id
 from vb2po import metrics
 from vb2po.kafka.dead_letters import DeadLetter
 from vb2po.settings import TopicSettings
-from vb2po.visma.queries import pending_payments_page, unmarked_payments_page
+from vb2po.visma.queries import Position, pending_payments_page, unmarked_payments_page
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,9 @@ class PollOutcome:
     published: int = 0
     bad_rows: int = 0
     newest_change: datetime | None = None
-    published_keys: tuple[tuple[int, int], ...] = ()  # (JNo, EntNo) of each payment published
+    # (JNo, EntNo) of each payment published; filled only on request (fetch now waits on them),
+    # so a long catch-up poll does not hold a key per event in memory.
+    published_keys: tuple[tuple[int, int], ...] = ()
 
     def __add__(self, other: "PollOutcome") -> "PollOutcome":
         return PollOutcome(
@@ -71,19 +73,40 @@ class PaymentPoller:
     def company_no(self) -> int:
         return self.source.company.company_no
 
-    def poll_once(self) -> PollOutcome:
+    def poll_once(self, *, collect_keys: bool = False) -> PollOutcome:
         """Publish everything pending up to the settle bound, page by page."""
         sel = self.source.selection
         upper = visma_clock(self.clock().astimezone(self.zone), self.settle_s, sel.time_column)
-        total = PollOutcome()
+        counts = PollOutcome()
+        keys: list[tuple[int, int]] = []
         while True:
             sql, params = pending_payments_page(self.source.db.dialect, sel, self.state.payments_cursor, upper, self.page_size)
             rows = [PaymentRow.from_tuple(r) for r in self.source.db.query(sql, params)]
             if not rows:
-                return total
-            total += self._publish(rows, move_cursor=True)
+                if counts.rows_read == 0:
+                    self._skip_idle_stretch(upper)
+                break
+            page = self._publish(rows, move_cursor=True)
+            if collect_keys:
+                keys.extend(page.published_keys)
+            counts += replace(page, published_keys=())
             if len(rows) < self.page_size:
-                return total
+                break
+        return replace(counts, published_keys=tuple(keys))
+
+    def _skip_idle_stretch(self, upper: tuple[int, int]) -> None:
+        """Nothing is pending up to `upper`: move the cursor up to the start of the day before, so
+        an idle poll seeks from a recent position instead of walking everything since the last
+        payment (or, on a first start where every row is marked, the whole table). Keeping a day
+        behind leaves late commits of that day to the normal poll; older ones are the sweep's."""
+        day_before = visma_date(upper[0]) - timedelta(days=1)
+        floor = day_before.year * 10000 + day_before.month * 100 + day_before.day
+        cursor = self.state.payments_cursor
+        if cursor is not None and cursor.ch_dt >= floor:
+            return
+        new_state = replace(self.state, payments_cursor=Position(floor, 0, 0, 0))
+        self.publisher.publish([Outgoing(self.topics.producer_state, new_state.key(), new_state.encode())])
+        self.state = new_state
 
     def sweep_once(self) -> PollOutcome:
         """Publish again every unmarked payment the cursor has passed and that is older than the

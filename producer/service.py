@@ -77,7 +77,7 @@ class CompanyWorker:
                 self._open()
             except Exception as exc:  # noqa: BLE001 - classified, counted and re-raised
                 raise _as_vb2po_error(exc) from exc
-            return self._timed("payments", self.payments.poll_once)
+            return self._timed("payments", lambda: self.payments.poll_once(collect_keys=True))
 
     def tick(self) -> None:
         """One round of whatever is due: payments always; credit blocks, sweep, re-assertion on

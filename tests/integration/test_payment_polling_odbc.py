@@ -117,3 +117,19 @@ def test_a_failed_publish_does_not_move_the_cursor(company_db):
         pass
     assert poller.state.payments_cursor is None
     assert poller.poll_once().published == 1
+
+
+def test_an_idle_company_keeps_its_cursor_within_a_day_of_now(company_db):
+    """First start with every row marked: the cursor moves up to the day before, so later idle
+    polls seek from there instead of walking the whole table; a row of today is still found."""
+    with VismaDatabase(company_db) as db:
+        insert_custtr(db, [payment_row(1, 1, ch_dt=20260301)])
+        sql, params = mark_payment(db.dialect, "Gr4", 1, 1, 1)
+        db.execute(sql, params)
+    publisher = FakePublisher()
+    poller = make_poller(company_db, publisher)
+    assert poller.poll_once().published == 0
+    assert poller.state.payments_cursor.ch_dt == 20261126  # NOW is 2026-11-27
+    with VismaDatabase(company_db) as db:
+        insert_custtr(db, [payment_row(2, 1, ch_dt=20261127, ch_tmms=30_000_000)])
+    assert poller.poll_once().published == 1

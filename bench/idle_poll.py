@@ -1,0 +1,194 @@
+"""The cost of an idle payment poll on a 1,000,000-row `CustTr` in PostgreSQL.
+
+Idle means there is nothing to publish: every payment is already marked by the consumer and
+behind the producer's cursor. `PaymentPoller.poll_once()` then runs one page query that
+returns no row. We time that call (ODBC round trip included) and show the plan PostgreSQL
+picks for it, both as EXPLAIN ANALYZE with the parameters inlined and, through auto_explain,
+for the very statement psqlODBC sent. Also shown, for information: the same table with no
+cursor at all (a first start where every payment is already marked), which must walk the
+whole index. The indexes the project names:
+
+- `documented`: `vb2po.visma.queries.payment_poll_index`, the index to create on SQL Server
+  (seek on the change position, covering the payment rule's columns);
+- `devstack`: the narrower one `devstack.visma_seed.create_tables` creates (no INCLUDE).
+"""
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+
+from devstack.dataset import VOUCHER_TYPE_PAYMENT, DatasetSpec, custtr_rows
+from devstack.postgres import PostgresServer
+from devstack.stack import LocalClient, settings_dict, to_settings
+from producer.company import open_company
+from producer.cursor import visma_clock
+from producer.payments import PaymentPoller
+from producer.publisher import KafkaTransactionalPublisher
+from producer.service import transactional_id
+from producer.state import CompanyState
+from vb2po.settings import Settings
+from vb2po.visma.dialect import DialectName, dialect_for
+from vb2po.visma.queries import PaymentSelection, Position, payment_poll_index, pending_payments_page
+
+from bench.data import LOOKBACK, load_postgres, psql
+
+DATABASE = "idle_1m"
+INDEX_NAME = "vb2po_CustTr_change"
+
+
+@dataclass(frozen=True)
+class IdleResult:
+    index: str  # "documented" or "devstack"
+    scenario: str  # "cursor at newest change" / "no cursor, all marked"
+    polls: int
+    median_ms: float
+    p95_ms: float
+    max_ms: float
+    plan: str
+
+
+def _settings(bootstrap: str, conn_str: str, namespace: str) -> Settings:
+    return to_settings(settings_dict(
+        bootstrap_servers=bootstrap, api_url="http://127.0.0.1:9/unused", token_url="http://127.0.0.1:9/unused",
+        application_key="unused", subscription_key="unused",
+        clients=[LocalClient("bench", "bench-client", 1, conn_str)], lookback=LOOKBACK, namespace=namespace,
+    ))
+
+
+def seed_idle_company(server: PostgresServer, rows: int) -> str:
+    """1M dataset rows by COPY; every payment marked, as once the consumer has caught up."""
+    spec = DatasetSpec(size=rows, seed=11)
+    conn_str, _ = load_postgres(server, DATABASE, custtr_rows(spec), label=f"PostgreSQL idle CustTr ({rows:,} rows, COPY)",
+                             with_poll_index=False)
+    psql(server, DATABASE, f'UPDATE "CustTr" SET "Gr4" = 1 WHERE "VoTp" = {VOUCHER_TYPE_PAYMENT}')
+    psql(server, DATABASE, 'VACUUM ANALYZE "CustTr"')
+    return conn_str
+
+
+def _create_index(server: PostgresServer, settings: Settings, which: str) -> str:
+    d = dialect_for(DialectName.POSTGRESQL)
+    psql(server, DATABASE, f'DROP INDEX IF EXISTS "{INDEX_NAME}"')
+    if which == "documented":
+        sql = payment_poll_index(d, checked_selection(settings))
+    else:  # what devstack.visma_seed.create_tables creates
+        sql = d.create_index(INDEX_NAME, "CustTr", ["ChDt", "ChTmms", "JNo", "EntNo"])
+    psql(server, DATABASE, sql)
+    psql(server, DATABASE, 'VACUUM ANALYZE "CustTr"')  # visibility map: index-only scans possible
+    return sql
+
+
+def newest_position(server: PostgresServer) -> Position:
+    out = psql(server, DATABASE, 'SELECT "ChDt", "ChTmms", "JNo", "EntNo" FROM "CustTr" '
+                                 'ORDER BY "ChDt" DESC, "ChTmms" DESC, "JNo" DESC, "EntNo" DESC LIMIT 1')
+    return Position(*(int(v) for v in out.strip().split("|")))
+
+
+def _literal_sql(sql: str, params: list) -> str:
+    """The page query with its (integer) parameters inlined, for EXPLAIN in psql."""
+    parts = sql.split("?")
+    if len(parts) != len(params) + 1 or not all(isinstance(p, int) for p in params):
+        raise ValueError("expected only integer parameters")
+    return "".join(part + (str(params[i]) if i < len(params) else "") for i, part in enumerate(parts))
+
+
+def explain(server: PostgresServer, poller: PaymentPoller) -> str:
+    """EXPLAIN (ANALYZE, BUFFERS) of exactly the page query `poll_once` would send now."""
+    sel = poller.source.selection
+    upper = visma_clock(poller.clock().astimezone(poller.zone), poller.settle_s, sel.time_column)
+    sql, params = pending_payments_page(poller.source.db.dialect, sel, poller.state.payments_cursor, upper, poller.page_size)
+    return psql(server, DATABASE, f"EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) {_literal_sql(sql, params)}").strip()
+
+
+def time_polls(poller: PaymentPoller, polls: int, warmup: int = 3) -> list[float]:
+    for _ in range(warmup):
+        poller.poll_once()
+    times = []
+    for _ in range(polls):
+        started = time.perf_counter()
+        outcome = poller.poll_once()
+        times.append((time.perf_counter() - started) * 1000)
+        if outcome.rows_read or outcome.published:
+            raise AssertionError(f"an idle poll read {outcome.rows_read} rows: the benchmark's data is not idle")
+    return times
+
+
+# (index, scenario, share of --polls): the headline case first; the first start without a
+# cursor walks the whole index and is shown for information, with fewer polls.
+CASES = (
+    ("documented", "cursor at newest change", 1.0),
+    ("documented", "no cursor, all marked", 0.2),
+    ("devstack", "cursor at newest change", 1.0),
+)
+
+
+def run(server: PostgresServer, bootstrap: str, *, rows: int, polls: int, namespace: str) -> tuple[list[IdleResult], dict]:
+    started = time.monotonic()
+    conn_str = seed_idle_company(server, rows)
+    seed_s = time.monotonic() - started
+    settings = _settings(bootstrap, conn_str, namespace)
+    newest = newest_position(server)
+    results: list[IdleResult] = []
+    indexes: dict[str, str] = {}
+    odbc_plan = ""
+    publisher = KafkaTransactionalPublisher(settings.kafka, transactional_id(1) + "-idle-bench")
+    try:
+        for which, scenario, share in CASES:
+            if which not in indexes:
+                indexes[which] = _create_index(server, settings, which)
+            cursor = newest if scenario.startswith("cursor") else None
+            source = open_company(settings, settings.company(1))
+            poller = PaymentPoller(source, publisher, settings.kafka.topics, settings.zone,
+                                   CompanyState(1, payments_cursor=cursor), page_size=settings.producer.page_size,
+                                   settle_s=settings.producer.settle_s)
+            n = max(5, round(polls * share))
+            try:
+                times = time_polls(poller, n)
+                plan = explain(server, poller)
+                if not odbc_plan:
+                    odbc_plan = plan_through_odbc(server, poller)
+            finally:
+                source.db.close()
+            q = statistics.quantiles(times, n=20, method="inclusive")
+            result = IdleResult(which, scenario, n, statistics.median(times), q[18], max(times), plan)
+            print(f"  idle poll, {which} index, {scenario}: median {result.median_ms:.2f} ms, "
+                  f"p95 {result.p95_ms:.2f} ms over {n} polls", file=sys.stderr, flush=True)
+            results.append(result)
+    finally:
+        publisher.close()
+    tsql = payment_poll_index(dialect_for(DialectName.TSQL), checked_selection(settings))
+    return results, {"seed_s": seed_s, "rows": rows, "newest": newest, "indexes": indexes, "tsql_index": tsql,
+                     "odbc_plan": odbc_plan}
+
+
+def plan_through_odbc(server: PostgresServer, poller: PaymentPoller) -> str:
+    """The plan of one real `poll_once()` statement as sent through psqlODBC with bound
+    parameters, logged by PostgreSQL's auto_explain on the poller's own connection."""
+    log_path = server.workdir / "server.log"
+    offset = log_path.stat().st_size
+    db = poller.source.db
+    for statement in ("LOAD 'auto_explain'", "SET auto_explain.log_min_duration = 0", "SET auto_explain.log_analyze = on"):
+        db.execute(statement)
+    poller.poll_once()
+    db.execute("SET auto_explain.log_min_duration = -1")
+    with log_path.open("rb") as fh:
+        fh.seek(offset)
+        text = fh.read().decode(errors="replace")
+    marker = 'FROM "CustTr" WHERE'
+    blocks = [b for b in text.split("LOG:  duration:") if marker in b]
+    if not blocks:
+        return "(auto_explain logged no plan for the poll query)"
+    lines = blocks[-1].splitlines()
+    start = next((i for i, line in enumerate(lines) if line.lstrip().startswith(("Limit", "Sort", "Index", "Bitmap"))), 0)
+    kept = [line.removeprefix("\t") for line in lines[start:] if line.strip() and "LOG:" not in line]
+    return "\n".join(line for line in kept if "SET auto_explain" not in line)
+
+
+def checked_selection(settings: Settings) -> PaymentSelection:
+    """The payment selection as the producer builds it (marker column checked against the live table)."""
+    source = open_company(settings, settings.company(1))
+    try:
+        return source.selection
+    finally:
+        source.db.close()

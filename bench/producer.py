@@ -1,0 +1,138 @@
+"""`make bench-producer`: the producer's throughput on a backlog, its memory, and an idle poll's cost.
+
+    .venv/bin/python -m bench.producer [--backlog 100000] [--small-backlog 20000]
+                                       [--idle-rows 1000000] [--polls 50]
+
+Starts a one-node Kafka broker and a PostgreSQL server on 127.0.0.1 and stops both at the end,
+also on failure or Ctrl-C/SIGTERM. Progress goes to stderr; the figures to stdout, the last
+line being `producer: <N> events/s (sqlite), <N> events/s (postgresql), peak RSS <M> MB`.
+Results and how to read them: BENCHMARKS.md.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import uuid
+from contextlib import ExitStack
+from pathlib import Path
+
+from devstack.kafka import KafkaCluster
+from devstack.postgres import PostgresServer
+
+from bench import backlog as backlog_bench
+from bench import idle_poll
+from bench.backlog import BacklogResult
+from bench.idle_poll import IdleResult
+
+DATABASES = ("sqlite", "postgresql")
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM unwinds like Ctrl-C, so every `finally` below stops what was started."""
+    def handler(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+    signal.signal(signal.SIGTERM, handler)
+
+
+def _step(message: str) -> None:
+    print(f"bench: {message}", file=sys.stderr, flush=True)
+
+
+def report(results: list[BacklogResult], idle: list[IdleResult], idle_info: dict | None, wall_s: float) -> str:
+    lines = ["", "Producer benchmark (2-core machine; 1-node Kafka, PostgreSQL and SQLite over ODBC on 127.0.0.1)", ""]
+    lines.append(f"{'database':<11} {'backlog':>8} {'CustTr rows':>11} {'committed':>10} {'seconds':>8} "
+                 f"{'events/s':>9} {'CPU us/event':>12} {'RSS before':>10} {'peak RSS':>9} {'load':>5}")
+    for r in results:
+        lines.append(f"{r.database:<11} {r.backlog:>8,} {r.table_rows:>11,} {r.committed_in_topic:>10,} {r.seconds:>8.2f} "
+                     f"{r.events_per_s:>9,.0f} {r.cpu_us_per_event:>12.0f} {r.rss_before_poll_mb:>8.0f}MB {r.peak_rss_mb:>7.0f}MB {r.load_before:>5.2f}")
+    if idle_info:
+        lines += ["", f"Idle PaymentPoller.poll_once() on {idle_info['rows']:,} CustTr rows in PostgreSQL "
+                      f"(seeded in {idle_info['seed_s']:.0f}s; every payment marked):"]
+        for r in idle:
+            lines.append(f"  {r.index:<10} index, {r.scenario:<24}: median {r.median_ms:7.2f} ms, p95 {r.p95_ms:7.2f} ms, "
+                         f"max {r.max_ms:7.2f} ms ({r.polls} polls)")
+        for which, sql in idle_info["indexes"].items():
+            lines.append(f"  {which} index: {sql}")
+        lines.append(f"  SQL Server: {idle_info['tsql_index']}")
+        lines += ["", "Plan of the poll statement as sent through psqlODBC (auto_explain), documented index, cursor at newest change:"]
+        lines += ["  " + l for l in idle_info["odbc_plan"].splitlines()]
+        for r in idle:
+            lines += ["", f"EXPLAIN (ANALYZE, BUFFERS), parameters inlined, {r.index} index, {r.scenario}:"]
+            lines += ["  " + l for l in r.plan.splitlines()]
+    lines += ["", f"wall time {wall_s:.0f}s"]
+    return "\n".join(lines)
+
+
+def summary_line(results: list[BacklogResult]) -> str:
+    def rate(db: str) -> int:
+        biggest = max((r for r in results if r.database == db), key=lambda r: r.backlog)
+        return round(biggest.events_per_s)
+    peak = max(r.peak_rss_mb for r in results)
+    return f"producer: {rate('sqlite')} events/s (sqlite), {rate('postgresql')} events/s (postgresql), peak RSS {peak:.0f} MB"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.producer", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backlog", type=int, default=100_000, help="pending payments to publish (default 100,000)")
+    parser.add_argument("--small-backlog", type=int, default=20_000,
+                        help="a smaller backlog for the memory comparison; 0 skips it (default 20,000)")
+    parser.add_argument("--idle-rows", type=int, default=1_000_000, help="CustTr rows for the idle poll; 0 skips it")
+    parser.add_argument("--polls", type=int, default=50, help="timed idle polls per case (default 50)")
+    parser.add_argument("--profile-dir", type=Path, default=None,
+                        help="write a pyinstrument profile of each producer run here (needs pyinstrument in .venv)")
+    parser.add_argument("--page-size", type=int, default=None,
+                        help="producer.page_size for the backlog runs (default: the settings default, 2000)")
+    parser.add_argument("--databases", default=",".join(DATABASES), help="comma-separated: sqlite,postgresql")
+    args = parser.parse_args(argv)
+    databases = [d for d in args.databases.split(",") if d]
+    if set(databases) - set(DATABASES):
+        parser.error(f"unknown database in {args.databases!r}; choose from {', '.join(DATABASES)}")
+    sizes = sorted({n for n in (args.small_backlog, args.backlog) if n > 0})
+
+    _stop_on_sigterm()
+    started = time.monotonic()
+    results: list[BacklogResult] = []
+    idle: list[IdleResult] = []
+    idle_info = None
+    with ExitStack() as stack:
+        workdir = Path(tempfile.mkdtemp(prefix="vb2po-bench-"))
+        stack.callback(shutil.rmtree, workdir, ignore_errors=True)
+        _step("starting a 1-node Kafka broker and PostgreSQL")
+        kafka = KafkaCluster(nodes=1)
+        stack.callback(kafka.stop)
+        pg = PostgresServer()
+        stack.callback(pg.stop)
+        kafka.start()
+        pg.start()
+        bootstrap = kafka.bootstrap_servers
+        for db in databases:
+            for size in sizes:
+                _step(f"{db}: backlog of {size:,} pending payments")
+                results.append(backlog_bench.run(db, size, workdir=workdir, pg=pg, bootstrap=bootstrap,
+                                                 profile_dir=args.profile_dir, page_size=args.page_size))
+        if args.idle_rows:
+            _step(f"idle poll on {args.idle_rows:,} CustTr rows in PostgreSQL")
+            idle, idle_info = idle_poll.run(pg, bootstrap, rows=args.idle_rows, polls=args.polls,
+                                            namespace=f"bench-idle-{uuid.uuid4().hex[:6]}")
+        _step("stopping the broker and PostgreSQL")
+    print(report(results, idle, idle_info, time.monotonic() - started))
+    if set(databases) == set(DATABASES) and results:
+        print(summary_line(results))
+    return 0
+
+
+def _main() -> int:
+    try:
+        return main()
+    except KeyboardInterrupt as exc:
+        print(f"bench: interrupted ({exc or 'Ctrl-C'}); everything started was stopped", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(_main())
