@@ -14,7 +14,7 @@ from typing import Protocol
 from kafka import TopicPartition
 
 from vb2po.errors import TransientError
-from vb2po.kafka.clients import event_consumer, plain_producer
+from vb2po.kafka.clients import event_consumer, partitions_of, plain_producer
 from vb2po.settings import KafkaSettings
 
 
@@ -64,10 +64,7 @@ class KafkaDeniedProjectsStore:
 
     def _assign(self) -> None:
         if not self._partitions:
-            parts = self._consumer.partitions_for_topic(self.topic) or set()
-            if not parts:
-                raise TransientError(f"state topic {self.topic} not found", reason="kafka")
-            self._partitions = [TopicPartition(self.topic, p) for p in sorted(parts)]
+            self._partitions = partitions_of(self._consumer, self.topic)
             self._consumer.assign(self._partitions)
             self._consumer.seek_to_beginning(*self._partitions)
 

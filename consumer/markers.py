@@ -1,16 +1,31 @@
 """The processed marker in the Visma row: read it, and set it on a still-unmarked row."""
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Collection, Protocol, Sequence
 
 from vb2po.visma.db import VismaDatabase
+from vb2po.visma.dialect import Dialect
 from vb2po.visma.identifiers import checked_marker_column
 from vb2po.visma.queries import mark_payment, marker_value
+
+KEYS_PER_LOOKUP = 200  # (JNo, EntNo) pairs per statement: 400 parameters, well under every driver's limit
 
 
 class MarkerStore(Protocol):
     def is_marked(self, jno: int, entno: int) -> bool: ...
+    def marked_among(self, keys: Collection[tuple[int, int]]) -> set[tuple[int, int]]: ...
     def mark(self, jno: int, entno: int) -> bool: ...
+
+
+def marker_values(d: Dialect, marker_column: str, keys: Sequence[tuple[int, int]]) -> tuple[str, list]:
+    """The marker of many rows in one statement; a key without a row is simply absent.
+
+    (Belongs beside `queries.marker_value`; OR-ed key pairs rather than a row-value IN list,
+    which SQL Server does not have.)"""
+    jno, entno = d.quote("JNo"), d.quote("EntNo")
+    where = " OR ".join(f"({jno} = ? AND {entno} = ?)" for _ in keys)
+    sql = f"SELECT {jno}, {entno}, {d.quote(marker_column)} FROM {d.table('CustTr')} WHERE {where}"
+    return sql, [part for key in keys for part in key]
 
 
 class VismaMarkerStore:
@@ -26,6 +41,16 @@ class VismaMarkerStore:
         rows = list(self.db.query(sql, params))
         return bool(rows) and str(rows[0][0]) == str(self.value)
 
+    def marked_among(self, keys: Collection[tuple[int, int]]) -> set[tuple[int, int]]:
+        """Those of `keys` whose row carries the marker, in one statement per KEYS_PER_LOOKUP keys."""
+        wanted = sorted(set(keys))
+        marked: set[tuple[int, int]] = set()
+        for start in range(0, len(wanted), KEYS_PER_LOOKUP):
+            sql, params = marker_values(self.db.dialect, self.column, wanted[start:start + KEYS_PER_LOOKUP])
+            marked.update((int(jno), int(entno)) for jno, entno, value in self.db.query(sql, params)
+                          if str(value) == str(self.value))
+        return marked
+
     def mark(self, jno: int, entno: int) -> bool:
         """True when this call set the marker; False when it was set already."""
         sql, params = mark_payment(self.db.dialect, self.column, self.value, jno, entno)
@@ -39,6 +64,9 @@ class FakeMarkerStore:
 
     def is_marked(self, jno: int, entno: int) -> bool:
         return (jno, entno) in self.marked
+
+    def marked_among(self, keys: Collection[tuple[int, int]]) -> set[tuple[int, int]]:
+        return set(keys) & self.marked
 
     def mark(self, jno: int, entno: int) -> bool:
         if (jno, entno) in self.marked:

@@ -18,11 +18,15 @@ class PartitionOffsets:
         self.committed: int | None = None  # what the consumer last committed for this partition
         self._lock = threading.Lock()
 
-    def started(self, offset: int) -> None:
+    def started(self, offset: int) -> bool:
+        """Track `offset`; False when it is tracked or done already (fetched again after a
+        rebalance that kept the partition here), so the caller does not process it twice."""
         with self._lock:
-            if self._in_order and offset <= self._in_order[-1]:
-                raise ValueError(f"offset {offset} started out of order (last {self._in_order[-1]})")
+            last = self._in_order[-1] if self._in_order else (self._committable - 1 if self._committable is not None else None)
+            if last is not None and offset <= last:
+                return False
             self._in_order.append(offset)
+            return True
 
     def finished(self, offset: int) -> None:
         with self._lock:

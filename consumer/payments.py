@@ -9,16 +9,20 @@ Order of steps, each safe to repeat after a crash at any point:
 """
 from __future__ import annotations
 
+import logging
+from collections import defaultdict
 from datetime import datetime, timezone
-from typing import Callable
+from typing import Callable, Iterable
 
 from consumer.markers import MarkerStore
 from consumer.routing import Route, route_for
 from schemas.events import PaymentEvent
 from vb2po import metrics
-from vb2po.errors import TerminalError
+from vb2po.errors import TerminalError, Vb2poError
 from vb2po.poweroffice.api import PowerOfficeApi
 from vb2po.poweroffice.models import PaymentPosting
+
+log = logging.getLogger(__name__)
 
 APPLIED = "applied"
 ALREADY_APPLIED = "already_applied"
@@ -61,6 +65,24 @@ class PaymentApplier:
         self.apis = apis
         self.markers = markers
         self.now = now
+
+    def already_marked(self, events: Iterable[PaymentEvent]) -> set[tuple[int, int, int]]:
+        """(company, JNo, EntNo) of the events whose Visma row carries the marker already: one
+        query per company for a whole batch. A company whose look-up fails is left out; each of
+        its events is then checked on its own by `apply`."""
+        wanted: dict[int, set[tuple[int, int]]] = defaultdict(set)
+        for event in events:
+            p = event.payload
+            if p.company_no in self.markers:  # an unknown company is dead-lettered by `apply`
+                wanted[p.company_no].add((p.jno, p.entno))
+        found: set[tuple[int, int, int]] = set()
+        for company_no, keys in wanted.items():
+            try:
+                found.update((company_no, jno, entno) for jno, entno in self.markers[company_no].marked_among(keys))
+            except Vb2poError as exc:
+                log.warning("company %s: batch marker look-up failed (%s); each payment is checked on its own",
+                            company_no, exc)
+        return found
 
     def apply(self, event: PaymentEvent) -> str:
         p = event.payload

@@ -26,7 +26,7 @@ from consumer.payments import PaymentApplier
 from consumer.routing import Route, routes_by_company
 from vb2po import metrics
 from vb2po.errors import Vb2poError
-from vb2po.kafka.clients import event_consumer, plain_producer
+from vb2po.kafka.clients import event_consumer, partitions_of, plain_producer
 from vb2po.kafka.topics import ensure_topics
 from vb2po.poweroffice.client import PowerOfficeClient
 from vb2po.poweroffice.ratelimit import limiter_for
@@ -61,38 +61,35 @@ def build_markers(settings: Settings, routes: dict[int, Route]) -> dict[int, Vis
 
 
 class _Partitions(ConsumerRebalanceListener):
-    """Offset trackers of the partitions this instance owns; runs inside poll() on rebalance."""
+    """Offset trackers of the partitions this instance owns.
 
-    def __init__(self, service: "ConsumerService"):
-        self.service = service
+    kafka-python 3 calls these hooks on its network thread, where nothing may block (no commit,
+    no waiting), and keeps the fetch position of a partition that stays with this instance
+    across a rebalance. So a partition is only retired once the new assignment shows it went
+    elsewhere: its queued and retrying records give up, and whatever finished since the last
+    commit (at most one poll's worth: the loop commits after every poll) is applied again by
+    the next owner, which the idempotent apply absorbs. Partitions that stay keep their
+    tracker and their records in flight.
+    """
+
+    def __init__(self) -> None:
         self.trackers: dict[TopicPartition, PartitionOffsets] = {}
-        self.generation: dict[TopicPartition, int] = {}  # bumped on revoke: older tasks give up
-        self._running: dict[TopicPartition, int] = {}
-        self._lock = threading.Lock()
+        self.generation: dict[TopicPartition, int] = {}  # bumped when a partition leaves: its tasks give up
 
     def current(self, tp: TopicPartition, generation: int) -> bool:
         return self.generation.get(tp, 0) == generation
 
-    def running(self, tp: TopicPartition, delta: int) -> None:
-        with self._lock:
-            self._running[tp] = self._running.get(tp, 0) + delta
-
     def on_partitions_revoked(self, revoked):
-        for tp in revoked:
-            self.generation[tp] = self.generation.get(tp, 0) + 1  # queued and retrying tasks stop
-        deadline = time.monotonic() + 15
-        while any(self._running.get(tp, 0) for tp in revoked):  # let calls under way finish
-            if time.monotonic() > deadline:
-                log.warning("partitions revoked while a record was still being applied; the next owner repeats it")
-                break
-            time.sleep(0.02)
-        self.service.commit({tp: self.trackers[tp] for tp in revoked if tp in self.trackers})
-        for tp in revoked:
-            self.trackers.pop(tp, None)
+        pass  # decided in on_partitions_assigned, when it is known which partitions stay
 
     def on_partitions_assigned(self, assigned):
+        assigned = set(assigned)
+        for tp in list(self.trackers):
+            if tp not in assigned:
+                self.generation[tp] = self.generation.get(tp, 0) + 1
+                del self.trackers[tp]
         for tp in assigned:
-            self.trackers[tp] = PartitionOffsets()
+            self.trackers.setdefault(tp, PartitionOffsets())
 
 
 class ConsumerService:
@@ -106,9 +103,10 @@ class ConsumerService:
         credit_blocks = CreditBlockApplier(routes, self.apis, self.denied) if self.denied else IgnoredCreditBlocks()
         self._dlq_producer = plain_producer(settings.kafka, "vb2po-consumer-dead-letters")
         self.handler = RecordHandler(
-            self.payments, credit_blocks, KafkaDeadLetterSink(self._dlq_producer, settings.kafka.topics.dead_letters))
+            self.payments, credit_blocks, KafkaDeadLetterSink(self._dlq_producer, settings.kafka.topics.dead_letters),
+            already_marked=self.payments.already_marked)
         self._consumer = None
-        self._partitions = _Partitions(self)
+        self._partitions = _Partitions()
         self._routes = routes
 
     def warm_up(self) -> None:
@@ -131,6 +129,10 @@ class ConsumerService:
             group_instance_id=consumer_settings.instance_id, session_timeout_ms=consumer_settings.session_timeout_ms,
             heartbeat_interval_ms=max(1000, consumer_settings.session_timeout_ms // 4),
         )
+        for topic in (kafka.topics.payments, kafka.topics.credit_blocks):
+            # Know the partitions before joining: a group assignment made while a new topic's
+            # metadata is still missing gives this member nothing until the next metadata refresh.
+            partitions_of(consumer, topic)
         consumer.subscribe([kafka.topics.payments, kafka.topics.credit_blocks], listener=self._partitions)
         self._consumer = consumer
         lanes = KeyedLanes(consumer_settings.concurrency, name="apply")
@@ -141,9 +143,15 @@ class ConsumerService:
                 for tp, records in consumer.poll(timeout_ms=consumer_settings.poll_timeout_ms).items():
                     tracker = self._partitions.trackers.setdefault(tp, PartitionOffsets())
                     generation = self._partitions.generation.get(tp, 0)
-                    for r in records:
-                        tracker.started(r.offset)
-                        lanes.submit(r.key or (tp.topic, tp.partition), self._task(tp, generation, tracker, r))
+                    batch = [Record(r.topic, r.partition, r.offset, r.key, r.value) for r in records]
+                    for item in self.handler.prepare(batch):
+                        if not tracker.started(item.record.offset):
+                            continue  # fetched again after a rebalance: already in flight or done
+                        if item.done:  # already marked in Visma: finished without a lane
+                            tracker.finished(item.record.offset)
+                        else:
+                            lanes.submit(item.record.key or (tp.topic, tp.partition),
+                                         self._task(tp, generation, tracker, item.record, item.event))
                 self.commit(self._partitions.trackers)
                 if lanes.pending >= consumer_settings.max_in_flight:  # back-pressure: poll (heartbeats), fetch nothing
                     consumer.pause(*consumer.assignment())
@@ -162,8 +170,7 @@ class ConsumerService:
             consumer.close(autocommit=False)
             self._consumer = None
 
-    def _task(self, tp: TopicPartition, generation: int, tracker: PartitionOffsets, r):
-        record = Record(r.topic, r.partition, r.offset, r.key, r.value)
+    def _task(self, tp: TopicPartition, generation: int, tracker: PartitionOffsets, record: Record, event):
         partitions = self._partitions
 
         def cancelled() -> bool:
@@ -172,14 +179,11 @@ class ConsumerService:
         def run() -> None:
             if cancelled():
                 return
-            partitions.running(tp, +1)
             try:
-                self.handler.handle(record, cancelled)
+                self.handler.handle(record, cancelled, event)
                 tracker.finished(record.offset)
             except StopRequested:
                 pass  # not finished: the offset stays uncommitted and the record is read again
-            finally:
-                partitions.running(tp, -1)
         return run
 
     def commit(self, trackers: dict[TopicPartition, PartitionOffsets]) -> None:
@@ -187,17 +191,18 @@ class ConsumerService:
         consumer = self._consumer
         if consumer is None:
             return
-        offsets = {}
-        for tp, tracker in trackers.items():
+        offsets, committing = {}, {}
+        for tp, tracker in list(trackers.items()):  # the network thread may retire partitions meanwhile
             committable = tracker.committable()
             if committable is not None and committable != tracker.committed:
                 offsets[tp] = OffsetAndMetadata(committable, "", -1)
+                committing[tp] = tracker
         if not offsets:
             return
         try:
             consumer.commit(offsets)
             for tp, meta in offsets.items():
-                trackers[tp].committed = meta.offset
+                committing[tp].committed = meta.offset
         except (CommitFailedError, KafkaError) as exc:
             log.warning("offset commit failed (%s); the records after the last commit are processed again", exc)
 

@@ -14,9 +14,7 @@ import json
 import time
 from dataclasses import dataclass, field, replace
 
-from kafka import TopicPartition
-
-from vb2po.kafka.clients import event_consumer
+from vb2po.kafka.clients import event_consumer, partitions_of
 from vb2po.settings import KafkaSettings
 from vb2po.visma.queries import Position
 
@@ -98,9 +96,7 @@ def load_states(kafka: KafkaSettings, timeout_s: float = 60) -> dict[int, Compan
     topic = kafka.topics.producer_state
     consumer = event_consumer(kafka, group_id=None, consumer_timeout_ms=1000)
     try:
-        partitions = [TopicPartition(topic, p) for p in (consumer.partitions_for_topic(topic) or [])]
-        if not partitions:
-            return {}
+        partitions = partitions_of(consumer, topic)  # created at start: missing would be a bug
         consumer.assign(partitions)
         consumer.seek_to_beginning(*partitions)
         end = consumer.end_offsets(partitions)  # read_committed: the last stable offset

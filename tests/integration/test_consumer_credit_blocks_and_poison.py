@@ -46,7 +46,7 @@ def test_block_denies_every_project_and_lift_restores_only_what_this_service_den
 
     with running(world.settings):
         set_credit_block(world, customer, True)
-        wait_for(lambda: all(denial(world, customer).values()), timeout=60, what="every project denied")
+        wait_for(lambda: all(denial(world, customer).values()), timeout=120, what="every project denied")
         # a project created while the block stands is blocked by the next re-assertion
         new_project = world.sandbox.control.add_project(CLIENT_KEY, customer, "Prosjekt under sperre")["Id"]
         wait_for(lambda: denial(world, customer).get(new_project) is True, timeout=60,

@@ -77,3 +77,14 @@ def test_a_slow_key_holds_up_only_itself():
     assert lanes.wait_idle(timeout=10)
     lanes.close()
     assert finished[-1] == "slow-2"
+
+
+def test_a_record_fetched_again_after_a_rebalance_is_not_processed_twice():
+    offsets = PartitionOffsets()
+    assert offsets.started(5) and offsets.started(6)
+    assert not offsets.started(5)  # in flight already
+    offsets.finished(5)
+    offsets.finished(6)
+    assert not offsets.started(6)  # done already
+    assert offsets.started(7)
+    assert offsets.committable() == 7

@@ -1,9 +1,12 @@
 """kafka-python clients built from settings, so every process connects the same way."""
 from __future__ import annotations
 
+import time
 from typing import Any
 
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+
+from vb2po.errors import TransientError
 
 from vb2po.settings import KafkaSettings
 
@@ -62,7 +65,21 @@ def event_consumer(kafka: KafkaSettings, *topics: str, group_id: str | None, **o
         isolation_level="read_committed",
         auto_offset_reset="earliest",
         max_poll_records=500,
+        metadata_max_age_ms=30_000,  # notice new partitions (and recovered leaders) within 30 s
         **_common(kafka),
     )
     config.update(overrides)
     return KafkaConsumer(*topics, **config)
+
+
+def partitions_of(consumer: KafkaConsumer, topic: str, timeout_s: float = 30) -> list[TopicPartition]:
+    """The topic's partitions; right after a topic is created its metadata can lag a moment,
+    so ask again until the deadline instead of taking "none" for an answer."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        parts = consumer.partitions_for_topic(topic)
+        if parts:
+            return [TopicPartition(topic, p) for p in sorted(parts)]
+        if time.monotonic() > deadline:
+            raise TransientError(f"Kafka topic {topic} has no partitions in the metadata (missing?)", reason="kafka")
+        time.sleep(0.2)
