@@ -143,10 +143,10 @@ class ConsumerService:
                 for tp, records in consumer.poll(timeout_ms=consumer_settings.poll_timeout_ms).items():
                     tracker = self._partitions.trackers.setdefault(tp, PartitionOffsets())
                     generation = self._partitions.generation.get(tp, 0)
-                    batch = [Record(r.topic, r.partition, r.offset, r.key, r.value) for r in records]
+                    # a record fetched again after a rebalance (in flight or done already) is left out
+                    batch = [Record(r.topic, r.partition, r.offset, r.key, r.value)
+                             for r in records if tracker.started(r.offset)]
                     for item in self.handler.prepare(batch):
-                        if not tracker.started(item.record.offset):
-                            continue  # fetched again after a rebalance: already in flight or done
                         if item.done:  # already marked in Visma: finished without a lane
                             tracker.finished(item.record.offset)
                         else:

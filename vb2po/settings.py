@@ -85,8 +85,8 @@ class KafkaSettings(_Section):
 
 
 class ProducerSettings(_Section):
-    poll_interval_s: float = Field(1.0, gt=0, description="how often each company's payments are polled")
-    settle_s: float = Field(2.0, ge=0, description="newest changes are held back this long so open transactions can commit")
+    poll_interval_s: float = Field(0.5, gt=0, description="how often each company's payments are polled")
+    settle_s: float = Field(1.0, ge=0, description="newest changes are held back this long so open transactions can commit")
     page_size: int = Field(2000, gt=0, le=100_000, description="rows per read and per Kafka transaction")
     credit_block_interval_s: float = Field(10.0, gt=0, description="how often Actor.CrSusp is compared with the published state")
     reassert_interval_s: float = Field(3600.0, gt=0, description="how often standing blocks are published again")
