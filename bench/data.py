@@ -22,7 +22,7 @@ from typing import Iterable, Iterator
 
 from devstack.dataset import VOUCHER_TYPE_PAYMENT, CustTrRow, DatasetSpec, custtr_rows
 from devstack.postgres import PostgresServer
-from devstack.visma_seed import _CUSTTR_INSERT_COLUMNS, create_tables, custtr_values, insert_custtr
+from devstack.visma_seed import CUSTTR_INSERT_COLUMNS, chunks, create_tables, custtr_values, insert_custtr
 from vb2po.visma.db import VismaDatabase
 
 # The dataset's first day: every generated payment is on or after it, so every payment with
@@ -76,23 +76,12 @@ class Progress:
               file=sys.stderr, flush=True)
 
 
-def _chunks(items: Iterable, size: int) -> Iterator[list]:
-    chunk: list = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
 def load_sqlite(conn_str: str, rows: Iterable[CustTrRow], *, label: str) -> int:
     """Tables (with the devstack poll index) plus `rows`, through the SQLite ODBC driver."""
     progress = Progress(label, None)
     with VismaDatabase(conn_str) as db:
         create_tables(db)
-        for chunk in _chunks(rows, 10_000):
+        for chunk in chunks(rows, 10_000):
             insert_custtr(db, chunk, batch=10_000)
             progress.add(len(chunk))
     progress.say(final=True)
@@ -121,14 +110,14 @@ def psql(server: PostgresServer, database: str, sql: str, *, stdin: bytes | None
 
 def copy_custtr(server: PostgresServer, database: str, rows: Iterable[CustTrRow], *, label: str) -> int:
     """COPY rows into CustTr through psql, streamed (flat memory) in CSV."""
-    cols = ", ".join(f'"{c}"' for c in _CUSTTR_INSERT_COLUMNS)
+    cols = ", ".join(f'"{c}"' for c in CUSTTR_INSERT_COLUMNS)
     cmd = [psql_binary(), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", str(server.port),
            "-U", "postgres", "-d", database, "-c", f'\\copy "CustTr" ({cols}) FROM STDIN WITH (FORMAT csv)']
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     progress = Progress(label, None)
     try:
         assert proc.stdin is not None
-        for chunk in _chunks(rows, 20_000):
+        for chunk in chunks(rows, 20_000):
             buf = io.StringIO()
             csv.writer(buf).writerows(custtr_values(r) for r in chunk)
             proc.stdin.write(buf.getvalue().encode())

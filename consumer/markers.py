@@ -1,12 +1,11 @@
 """The processed marker in the Visma row: read it, and set it on a still-unmarked row."""
 from __future__ import annotations
 
-from typing import Collection, Protocol, Sequence
+from typing import Collection, Protocol
 
 from vb2po.visma.db import VismaDatabase
-from vb2po.visma.dialect import Dialect
 from vb2po.visma.identifiers import checked_marker_column
-from vb2po.visma.queries import mark_payment, marker_value
+from vb2po.visma.queries import mark_payment, marker_value, marker_values
 
 KEYS_PER_LOOKUP = 200  # (JNo, EntNo) pairs per statement: 400 parameters, well under every driver's limit
 
@@ -15,17 +14,6 @@ class MarkerStore(Protocol):
     def is_marked(self, jno: int, entno: int) -> bool: ...
     def marked_among(self, keys: Collection[tuple[int, int]]) -> set[tuple[int, int]]: ...
     def mark(self, jno: int, entno: int) -> bool: ...
-
-
-def marker_values(d: Dialect, marker_column: str, keys: Sequence[tuple[int, int]]) -> tuple[str, list]:
-    """The marker of many rows in one statement; a key without a row is simply absent.
-
-    (Belongs beside `queries.marker_value`; OR-ed key pairs rather than a row-value IN list,
-    which SQL Server does not have.)"""
-    jno, entno = d.quote("JNo"), d.quote("EntNo")
-    where = " OR ".join(f"({jno} = ? AND {entno} = ?)" for _ in keys)
-    sql = f"SELECT {jno}, {entno}, {d.quote(marker_column)} FROM {d.table('CustTr')} WHERE {where}"
-    return sql, [part for key in keys for part in key]
 
 
 class VismaMarkerStore:

@@ -12,7 +12,7 @@ from vb2po.visma.tables import ACTOR, CUSTTR
 SQLITE_DRIVER = "SQLite3"
 POSTGRES_DRIVER = "PostgreSQL Unicode"
 
-_CUSTTR_INSERT_COLUMNS = (
+CUSTTR_INSERT_COLUMNS = (
     "JNo", "EntNo", "CustNo", "VoNo", "VoDt", "VoTp", "Txt", "Am", "InvoNo", "Cur", "CurAm",
     "DueDt", "CreDt", "CreTm", "ChDt", "ChTm", "ChTmms",
 )
@@ -33,8 +33,8 @@ def create_tables(db: VismaDatabase, *, with_poll_index: bool = True) -> None:
 
 def custtr_insert_sql(db: VismaDatabase) -> str:
     d = db.dialect
-    cols = ", ".join(d.quote(c) for c in _CUSTTR_INSERT_COLUMNS)
-    marks = ", ".join("?" for _ in _CUSTTR_INSERT_COLUMNS)
+    cols = ", ".join(d.quote(c) for c in CUSTTR_INSERT_COLUMNS)
+    marks = ", ".join("?" for _ in CUSTTR_INSERT_COLUMNS)
     return f"INSERT INTO {d.table('CustTr')} ({cols}) VALUES ({marks})"
 
 
@@ -48,7 +48,7 @@ def custtr_values(row: CustTrRow) -> tuple:
 def insert_custtr(db: VismaDatabase, rows: Iterable[CustTrRow], *, batch: int = 2000) -> int:
     sql = custtr_insert_sql(db)
     count = 0
-    for chunk in _chunks((custtr_values(r) for r in rows), batch):
+    for chunk in chunks((custtr_values(r) for r in rows), batch):
         db.executemany(sql, chunk)
         count += len(chunk)
     return count
@@ -65,7 +65,7 @@ def insert_actors(db: VismaDatabase, spec: DatasetSpec) -> int:
         (c.act_no, c.cust_no, c.name, int(c.credit_blocked), c.credit_limit, 20250101, 20250101, 800, 800 * 60_000)
         for c in customers(spec)
     ]
-    for chunk in _chunks(iter(values), 2000):
+    for chunk in chunks(iter(values), 2000):
         db.executemany(sql, chunk)
     return len(values)
 
@@ -75,14 +75,15 @@ def seed_company(db: VismaDatabase, spec: DatasetSpec, *, progress: bool = False
     create_tables(db)
     insert_actors(db, spec)
     total = 0
-    for chunk in _chunks(iter(custtr_rows(spec)), 20_000):
+    for chunk in chunks(iter(custtr_rows(spec)), 20_000):
         total += insert_custtr(db, chunk)
         if progress:
             print(f"  company {spec.company_no}: {total:,}/{spec.size:,} CustTr rows", file=sys.stderr)
     return total
 
 
-def _chunks(items: Iterator, size: int) -> Iterator[list]:
+def chunks(items: Iterable, size: int) -> Iterator[list]:
+    """Lists of up to `size` items, so inserts go in batches without holding everything."""
     chunk: list = []
     for item in items:
         chunk.append(item)

@@ -5,7 +5,7 @@ import sqlglot
 from vb2po.visma.dialect import DialectName, dialect_for, require_plain_identifier
 from vb2po.visma.identifiers import ColumnNotUsable, checked_marker_column
 from vb2po.visma.queries import (
-    PaymentSelection, Position, customers_page, mark_payment, marker_value, payment_poll_index,
+    PaymentSelection, Position, customers_page, mark_payment, marker_value, marker_values, payment_poll_index,
     pending_payments_page, unmarked_payments_page,
 )
 from vb2po.visma.tables import ACTOR, CUSTTR
@@ -20,6 +20,7 @@ def all_statements(d):
     yield unmarked_payments_page(d, SELECTION, (4, 5), 500)
     yield mark_payment(d, "Gr4", 1, 4, 5)
     yield marker_value(d, "Gr4", 4, 5)
+    yield marker_values(d, "Gr4", [(4, 5), (4, 6), (7, 1)])
     yield customers_page(d, 10, 100)
     yield d.create_table(CUSTTR), []
     yield d.create_table(ACTOR), []

@@ -6,6 +6,7 @@ that `identifiers.checked_column` has matched against the live table.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 from vb2po.visma.dialect import Dialect, DialectName
 
@@ -102,6 +103,15 @@ def marker_value(d: Dialect, marker_column: str, jno: int, entno: int) -> tuple[
         f"WHERE {d.quote('JNo')} = ? AND {d.quote('EntNo')} = ?"
     )
     return sql, [jno, entno]
+
+
+def marker_values(d: Dialect, marker_column: str, keys: Sequence[tuple[int, int]]) -> tuple[str, list]:
+    """The marker of many rows in one statement; a key without a row is simply absent.
+    OR-ed key pairs rather than a row-value IN list, which SQL Server does not have."""
+    jno, entno = d.quote("JNo"), d.quote("EntNo")
+    where = " OR ".join(f"({jno} = ? AND {entno} = ?)" for _ in keys)
+    sql = f"SELECT {jno}, {entno}, {d.quote(marker_column)} FROM {d.table('CustTr')} WHERE {where}"
+    return sql, [part for key in keys for part in key]
 
 
 def mark_payment(d: Dialect, marker_column: str, marked_value: int | str, jno: int, entno: int) -> tuple[str, list]:
