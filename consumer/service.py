@@ -28,8 +28,9 @@ from vb2po import metrics
 from vb2po.errors import Vb2poError
 from vb2po.kafka.clients import event_consumer, partitions_of, plain_producer
 from vb2po.kafka.topics import ensure_topics
+from vb2po.live_settings import LiveSettings, follow_settings, version_in
 from vb2po.poweroffice.client import PowerOfficeClient
-from vb2po.poweroffice.ratelimit import limiter_for
+from vb2po.poweroffice.ratelimit import consumer_limiter
 from vb2po.settings import Settings
 from vb2po.visma.db import VismaDatabase
 
@@ -40,7 +41,7 @@ LAG_REFRESH_S = 5.0
 
 def build_apis(settings: Settings, routes: dict[int, Route]) -> dict[int, PowerOfficeClient]:
     po = settings.poweroffice
-    limiter = limiter_for(po.requests_per_second, settings.consumer.instances)  # one budget per process
+    limiter = consumer_limiter(po, settings.consumer.instances)  # one budget per process
     return {
         company_no: PowerOfficeClient(
             api_url=po.api_url, token_url=po.token_url, application_key=po.application_key,
@@ -94,20 +95,34 @@ class _Partitions(ConsumerRebalanceListener):
 
 class ConsumerService:
     def __init__(self, settings: Settings):
-        self.settings = settings
         self._stop = threading.Event()
+        self._reload = threading.Event()  # the operators changed the settings: re-join with them
+        self._dlq_producer = plain_producer(settings.kafka, "vb2po-consumer-dead-letters")
+        self.live: LiveSettings | None = None
+        self._consumer = None
+        self._build(settings)
+
+    def _build(self, settings: Settings) -> None:
+        """Everything that depends on the integration settings (routes, marker, credit-block sync)."""
+        self.settings = settings
         routes = routes_by_company(settings)
         self.apis = build_apis(settings, routes)
         self.payments = PaymentApplier(routes, self.apis, build_markers(settings, routes))
         self.denied = KafkaDeniedProjectsStore(settings.kafka) if settings.credit_block_sync else None
         credit_blocks = CreditBlockApplier(routes, self.apis, self.denied) if self.denied else IgnoredCreditBlocks()
-        self._dlq_producer = plain_producer(settings.kafka, "vb2po-consumer-dead-letters")
         self.handler = RecordHandler(
             self.payments, credit_blocks, KafkaDeadLetterSink(self._dlq_producer, settings.kafka.topics.dead_letters),
             already_marked=self.payments.already_marked)
-        self._consumer = None
         self._partitions = _Partitions()
         self._routes = routes
+
+    def _release(self) -> None:
+        if self.denied is not None:
+            self.denied.close()
+        for api in self.apis.values():
+            api.close()
+        for markers in self.payments.markers.values():
+            markers.db.close_all()
 
     def warm_up(self) -> None:
         """Fill PowerOffice id caches up front so a payment costs one call; failures only log."""
@@ -121,8 +136,23 @@ class ConsumerService:
                             company_no, exc)
 
     def run(self) -> None:
+        """Consume until `stop()`; a settings change made by an operator is applied by leaving
+        the group and joining again with the new settings (what was not finished is read again)."""
+        ensure_topics(self.settings.kafka)
+        self.live = follow_settings(self.settings)
+        self.live.subscribe(lambda settings, overrides: self._reload.set())
+        while not self._stop.is_set():
+            if self.live.settings is not self.settings:
+                log.info("settings version %s: applying", self.live.overrides.version)
+                self._release()
+                self._build(self.live.settings)
+            self._reload.clear()
+            self._consume()
+
+    def _consume(self) -> None:
         kafka, consumer_settings = self.settings.kafka, self.settings.consumer
-        ensure_topics(kafka)
+        leaving = threading.Event()  # this session in the group ends: unfinished records wait for the next
+        self._leaving = leaving
         self.warm_up()
         consumer = event_consumer(
             kafka, group_id=kafka.consumer_group, max_poll_records=consumer_settings.max_records,
@@ -139,8 +169,11 @@ class ConsumerService:
         paused = False
         next_lag = 0.0
         try:
-            while not self._stop.is_set():
-                for tp, records in consumer.poll(timeout_ms=consumer_settings.poll_timeout_ms).items():
+            while not (self._stop.is_set() or self._reload.is_set()):
+                polled = consumer.poll(timeout_ms=consumer_settings.poll_timeout_ms)
+                if self._produced_under_newer_settings(polled):
+                    break  # nothing of this poll is started: the next session reads it again
+                for tp, records in polled.items():
                     tracker = self._partitions.trackers.setdefault(tp, PartitionOffsets())
                     generation = self._partitions.generation.get(tp, 0)
                     # a record fetched again after a rebalance (in flight or done already) is left out
@@ -163,18 +196,28 @@ class ConsumerService:
                     self._report_lag(consumer)
                     next_lag = time.monotonic() + LAG_REFRESH_S
         finally:
-            self._stop.set()
+            leaving.set()
             lanes.wait_idle(timeout=30)  # records waiting for a retry stop at once (cancelled)
             lanes.close(timeout=5)
             self.commit(self._partitions.trackers)
             consumer.close(autocommit=False)
             self._consumer = None
 
+    def _produced_under_newer_settings(self, polled) -> bool:
+        """An event stamped with a settings version this process has not applied yet: catch up
+        first (the version is in the settings topic before any event carries it)."""
+        newest = max((version_in(r.headers) for records in polled.values() for r in records), default=0)
+        if self.live is None or newest <= self.live.overrides.version:
+            return False
+        log.info("events of settings version %s arrived; catching up from version %s", newest, self.live.overrides.version)
+        self.live.refresh()
+        return self._reload.is_set()
+
     def _task(self, tp: TopicPartition, generation: int, tracker: PartitionOffsets, record: Record, event):
-        partitions = self._partitions
+        partitions, leaving = self._partitions, self._leaving
 
         def cancelled() -> bool:
-            return self._stop.is_set() or not partitions.current(tp, generation)
+            return self._stop.is_set() or leaving.is_set() or not partitions.current(tp, generation)
 
         def run() -> None:
             if cancelled():
@@ -220,10 +263,7 @@ class ConsumerService:
 
     def close(self) -> None:
         self.stop()
+        if self.live is not None:
+            self.live.close()
         self._dlq_producer.close(timeout=10)
-        if self.denied is not None:
-            self.denied.close()
-        for api in self.apis.values():
-            api.close()
-        for markers in self.payments.markers.values():
-            markers.db.close_all()
+        self._release()

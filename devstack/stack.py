@@ -66,6 +66,7 @@ def settings_dict(
                 "dead_letters": f"{namespace}.dead-letters",
                 "producer_state": f"{namespace}.producer-state",
                 "consumer_state": f"{namespace}.consumer-state",
+                "integration_settings": f"{namespace}.integration-settings",
                 "partitions": partitions,
                 "replication_factor": 1,
             },

@@ -13,6 +13,7 @@ from kafka.errors import KafkaError, ProducerFencedError
 
 from vb2po.errors import TerminalError, TransientError
 from vb2po.kafka.clients import transactional_producer
+from vb2po.live_settings import version_header
 from vb2po.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -44,13 +45,15 @@ class KafkaTransactionalPublisher:
         self._kafka = kafka
         self._transactional_id = transactional_id
         self._producer = transactional_producer(kafka, transactional_id)
+        self.settings_version = 0  # stamped on every record (see vb2po.live_settings.VERSION_HEADER)
 
     def publish(self, messages: list[Outgoing]) -> None:
         producer = self._producer
         try:
             producer.begin_transaction()
+            headers = version_header(self.settings_version)
             for m in messages:
-                producer.send(m.topic, key=m.key, value=m.value)
+                producer.send(m.topic, key=m.key, value=m.value, headers=headers)
             producer.commit_transaction()
         except ProducerFencedError as exc:
             raise ProducerFenced(f"producer {self._transactional_id} was fenced by a newer instance") from exc

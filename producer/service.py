@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from dataclasses import replace
 from datetime import datetime, timezone
 
 from producer.company import open_company
@@ -16,6 +17,8 @@ from producer.state import CompanyState, load_states
 from vb2po import metrics
 from vb2po.errors import TerminalError, TransientError
 from vb2po.kafka.topics import ensure_topics
+from vb2po.integration_settings import Overrides
+from vb2po.live_settings import LiveSettings, follow_settings
 from vb2po.retry import Backoff
 from vb2po.settings import CompanySettings, Settings
 
@@ -70,6 +73,20 @@ class CompanyWorker:
                  self.label, self.initial_state.payments_cursor, len(self.initial_state.blocks),
                  extra={"company": self.company.company_no})
 
+    def reconfigure(self, settings: Settings, version: int) -> None:
+        """Take changed integration settings: the company is opened again with them (marker,
+        payment rule, lookback) from where its cursor stands, and the sweep runs at once, so
+        payments the old settings left behind are found now rather than in minutes."""
+        with self.lock:
+            self.settings = settings
+            self.publisher.settings_version = version
+            if self.payments is None:
+                return
+            self.initial_state = replace(self.payments.state, blocks=dict(self.credit_blocks.blocks))
+            self.payments.source.db.close_all()
+            self.payments = self.credit_blocks = None
+            self._due["sweep"] = 0.0
+
     def fetch_now(self) -> PollOutcome:
         """Poll this company's payments now (the operator's "fetch now")."""
         with self.lock:
@@ -89,7 +106,7 @@ class CompanyWorker:
                 raise _as_vb2po_error(exc) from exc
             p, now = self.settings.producer, time.monotonic()
             self._timed("payments", self.payments.poll_once)
-            if now >= self._due["credit_blocks"]:
+            if now >= self._due["credit_blocks"] and self.settings.credit_block_sync:
                 reassert = now >= self._due["reassert"]
                 self._timed("credit_blocks", lambda: self.credit_blocks.poll_once(reassert=reassert))
                 self._due["credit_blocks"] = now + p.credit_block_interval_s
@@ -131,9 +148,13 @@ class ProducerService:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.admin = None  # the admin API server, when settings.admin.enabled
+        self.live: LiveSettings | None = None
 
     def start(self) -> "ProducerService":
         ensure_topics(self.settings.kafka)
+        # The operators' changes (`vb2po config set`) on top of the file, followed while running.
+        self.live = follow_settings(self.settings)
+        self.settings = self.live.settings
         # Initialise the transactional producers first: that fences an older instance and aborts
         # a transaction it left open (a SIGKILL mid-batch), which would otherwise hold back the
         # read_committed view of the state topic until the transaction timeout.
@@ -142,14 +163,24 @@ class ProducerService:
         states = load_states(self.settings.kafka)
         for company in self.settings.companies:
             n = company.company_no
+            publishers[n].settings_version = self.live.overrides.version
             self.workers[n] = CompanyWorker(self.settings, company, states.get(n, CompanyState(n)), publishers[n])
         if self.settings.admin.enabled:
             # Served here, not by a process of its own: fetch now must poll through these workers,
             # since a second producer for a company would fence this one.
             from vb2po.admin.server import serve_admin
 
-            self.admin = serve_admin(self.settings, self)
+            self.admin = serve_admin(self.settings, self, self.live)
+        self.live.subscribe(self.reconfigure)
         return self
+
+    def reconfigure(self, settings: Settings, overrides: Overrides) -> None:
+        """A LiveSettings listener: a newer settings version was stored."""
+        self.settings = settings
+        for worker in self.workers.values():
+            worker.reconfigure(settings, overrides.version)
+        if self.admin is not None:
+            self.admin.context.settings = settings
 
     def fetch_now(self, client: str | None = None) -> dict[int, PollOutcome]:
         """Poll now for one invoice client's company, or (client None) for every company."""
@@ -172,6 +203,9 @@ class ProducerService:
     def _loop(self, worker: CompanyWorker) -> None:
         backoff, attempt = Backoff(base_s=0.5, cap_s=30), 0
         while not self._stop.is_set():
+            if not self.settings.integration_enabled:  # switched off by an operator: idle until switched on
+                self._stop.wait(self.settings.producer.poll_interval_s)
+                continue
             try:
                 worker.tick()
                 attempt = 0
@@ -204,5 +238,7 @@ class ProducerService:
         self.stop()
         if self.admin is not None:
             self.admin.stop()
+        if self.live is not None:
+            self.live.close()
         for worker in self.workers.values():
             worker.close()

@@ -125,6 +125,8 @@ def cmd_config(args: argparse.Namespace) -> int:
 
     if args.config_command == "show":
         return commands.run_api_command(commands.config_show, args, lambda: settings_module.load(args.config))
+    if args.config_command in ("set", "reset"):
+        return commands.run_api_command(commands.config_change, args, lambda: settings_module.load(args.config))
     from vb2po.operator.config_check import failed, render, run_checks
 
     try:
@@ -196,10 +198,19 @@ def build_parser() -> argparse.ArgumentParser:
     consumer.add_argument("--group", help="consume in this group instead of kafka.consumer_group (replay through it)")
     consumer.add_argument("--until-caught-up", action="store_true", help="stop once the group has nothing left")
 
-    config = sub.add_parser("config", help="check the settings and every connection, or show them")
+    config = sub.add_parser("config", help="check, show or change the integration settings")
     config_sub = config.add_subparsers(dest="config_command", required=True)
     config_sub.add_parser("check", parents=[common], help="validate the settings, test Kafka, each Visma company and PowerOffice client")
-    config_sub.add_parser("show", parents=[api], help="the settings the producer runs with, secrets masked")
+    show = config_sub.add_parser("show", parents=[api], help="the settings the producer runs with, secrets masked, "
+                                                             "and which ones were changed through the admin API")
+    show.add_argument("--json", action="store_true")
+    change = config_sub.add_parser("set", parents=[api], help="change integration settings while vb2po runs, e.g. "
+                                                              "marker.field=Gr5 lookback_date=2026-03-01")
+    change.add_argument("assignments", nargs="+", metavar="PATH=VALUE")
+    change.add_argument("--dry-run", action="store_true", help="check the change and show what it would do; change nothing")
+    reset = config_sub.add_parser("reset", parents=[api], help="put settings back to the settings file's values")
+    reset.add_argument("paths", nargs="+", metavar="PATH")
+    reset.add_argument("--dry-run", action="store_true", help="show what it would do; change nothing")
 
     token = sub.add_parser("token", help="personal tokens for the admin API: create, list, revoke")
     token_sub = token.add_subparsers(dest="token_command", required=True)

@@ -54,7 +54,16 @@ class PowerOfficeSettings(_Section):
     application_key: SecretStr = SecretStr("")
     subscription_key: SecretStr = SecretStr("")
     timeout_s: float = 10.0
-    requests_per_second: float = 10.0
+    requests_per_second: float = Field(10.0, ge=0, description="PowerOffice's budget per subscription key; 0: no limit")
+    operator_requests_per_second: float = Field(
+        0.5, ge=0, description="reserved for operator actions (reconcile, checks); the consumers share the rest")
+
+    @model_validator(mode="after")
+    def _reserve_fits(self) -> "PowerOfficeSettings":
+        if self.requests_per_second > 0 and self.operator_requests_per_second >= self.requests_per_second:
+            raise ValueError(f"poweroffice.operator_requests_per_second ({self.operator_requests_per_second}) must be "
+                             f"below requests_per_second ({self.requests_per_second}): the consumers need the rest")
+        return self
 
 
 class TopicSettings(_Section):
@@ -67,6 +76,8 @@ class TopicSettings(_Section):
     replication_factor: int = 1
     retention_ms: int = 14 * 24 * 3600 * 1000
     admin_tokens: str = Field("vb2po.admin-tokens", description="compacted: hashes of the operators' personal tokens, revocations")
+    integration_settings: str = Field("vb2po.integration-settings",
+                                      description="compacted: the integration settings changed through the admin API")
     audit: str = Field("vb2po.audit", description="who did what when through the admin API, and with what outcome")
     audit_retention_ms: int = Field(400 * 24 * 3600 * 1000, gt=0, description="how long audit entries are kept")
 

@@ -3,12 +3,13 @@ and poison messages on the topics."""
 from __future__ import annotations
 
 import json
+import time
 
 from kafka import KafkaProducer
 
 from devstack.dataset import DatasetSpec, customers, projects
 from tests.fixtures.world import CLIENT_KEY
-from tests.kafka_reading import read_committed
+from tests.kafka_reading import read_committed, stable_end
 from tests.services import running, wait_for
 from vb2po import metrics
 from vb2po.kafka.topics import ensure_topics
@@ -59,15 +60,32 @@ def test_block_denies_every_project_and_lift_restores_only_what_this_service_den
     assert all(not after[pid] for pid in before if pid not in denied_elsewhere)
 
 
-def test_with_credit_block_sync_off_events_are_counted_and_ignored(make_world):
-    world = make_world(SPEC, credit_block_sync=False, producer={"credit_block_interval_s": 0.2})
+def test_with_credit_block_sync_off_nothing_is_published_and_events_published_before_are_ignored(make_world):
+    world = make_world(SPEC, producer={"credit_block_interval_s": 0.2})
+    on = world.settings
+    bootstrap, topic = on.kafka.bootstrap_servers, on.kafka.topics.credit_blocks
     blocked = [c.cust_no for c in customers(SPEC) if c.credit_blocked]
     before = {c: denial(world, c) for c in blocked}
+    with running(on, consumer=False):  # sync on: the producer publishes every customer's state
+        wait_for(lambda: len(read_committed(bootstrap, topic, timeout=5)) >= len(customers(SPEC)), timeout=60,
+                 what="the credit-block snapshot published")
+    published = stable_end(bootstrap, topic)
+
+    off = world.settings.model_copy(update={"credit_block_sync": False})
     ignored = lambda: metrics.EVENTS_SKIPPED.labels("credit_block", "sync_off")._value.get()  # noqa: E731
     start = ignored()
-    with running(world.settings):
-        wait_for(lambda: ignored() - start >= len(customers(SPEC)), timeout=60, what="the snapshot consumed")
+    newly_blocked = next(c.cust_no for c in customers(SPEC) if not c.credit_blocked)
+    set_credit_block(world, newly_blocked, True)  # with sync on, this change would be published
+    unchanged = denial(world, newly_blocked)
+    with running(off) as services:
+        wait_for(lambda: ignored() - start >= len(customers(SPEC)), timeout=60, what="the snapshot consumed and ignored")
+        since = time.time()
+        worker = services["producer"].workers[1]
+        wait_for(lambda: (worker.last_success_at or 0) > since + 1.0, timeout=30,
+                 what="producer rounds for a second with sync off (credit blocks due every 0.2 s)")
+    assert stable_end(bootstrap, topic) == published  # nothing more published
     assert {c: denial(world, c) for c in blocked} == before
+    assert denial(world, newly_blocked) == unchanged
 
 
 def test_poison_messages_go_to_dead_letters_and_the_next_payment_is_still_applied(make_world):

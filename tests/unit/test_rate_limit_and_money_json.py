@@ -3,7 +3,8 @@ from decimal import Decimal
 import pytest
 
 from vb2po.poweroffice.jsonmoney import dumps
-from vb2po.poweroffice.ratelimit import RateLimiter, limiter_for, Unlimited
+from vb2po.poweroffice.ratelimit import RateLimiter, Unlimited, consumer_limiter, limiter_for, operator_limiter
+from vb2po.settings import PowerOfficeSettings
 
 
 class FakeClock:
@@ -38,3 +39,17 @@ def test_each_instance_takes_its_share_with_headroom():
                                           (Decimal("12345678901234.99"), "12345678901234.99")])
 def test_amounts_go_on_the_wire_with_their_exact_digits(amount, text):
     assert dumps({"CurrencyAmount": amount, "Lines": [amount]}) == f'{{"CurrencyAmount": {text}, "Lines": [{text}]}}'
+
+
+def test_operator_actions_get_their_reserve_and_the_consumers_share_the_rest():
+    po = PowerOfficeSettings(requests_per_second=10, operator_requests_per_second=0.5)
+    assert consumer_limiter(po, instances=2).rate == pytest.approx(9.5 / 2 * 0.97)
+    assert operator_limiter(po).rate == 0.5
+    assert operator_limiter(po) is operator_limiter(po)  # one bucket per process for every operator action
+    unlimited = PowerOfficeSettings(requests_per_second=0)
+    assert isinstance(consumer_limiter(unlimited, 1), Unlimited) and isinstance(operator_limiter(unlimited), Unlimited)
+
+
+def test_a_reserve_that_leaves_the_consumers_nothing_is_refused():
+    with pytest.raises(ValueError, match="operator_requests_per_second"):
+        PowerOfficeSettings(requests_per_second=1, operator_requests_per_second=1)

@@ -8,6 +8,7 @@ the one exception is `POST /v1/tokens`, whose answer carries the new token, once
 | --- | --- |
 | `GET /v1/me` | any valid token |
 | `GET /v1/config`, `POST /v1/config/check` | integration |
+| `PATCH /v1/config` `{"set": {PATH: VALUE}, "reset": [PATH], "dry_run": false}` | integration |
 | `POST /v1/fetch` `{"client": NAME}` / `{"all": true}`, `GET /v1/fetch/{id}` | fetch.client / fetch.all |
 | `GET /v1/status` | integration |
 | `GET /v1/dead-letters`, `GET /v1/dead-letters/{id}`, `POST /v1/dead-letters/redrive` | integration |
@@ -39,12 +40,15 @@ from vb2po.admin.tokens import TokenRefused, issue, token_id_of, valid_token_id
 from vb2po.errors import TerminalError, TransientError
 from vb2po.operator import dead_letters as letters
 from vb2po.operator.config_check import failed, run_checks
-from vb2po.operator.errors import Invalid, NotFound, OperatorError
+from vb2po.live_settings import LiveSettings
+from vb2po.operator.errors import Conflict, Invalid, NotFound, OperatorError
 from vb2po.operator.fetch import FetchJob, start_fetch
 from vb2po.operator.jobs import JobRegistry
 from vb2po.operator.producer_view import ProducerView
 from vb2po.operator.reconcile import ReconcileJob, start_reconcile
 from vb2po.operator.redact import Redactor, settings_for_display
+from vb2po.operator.settings_change import Verify, change_settings, verify_against_systems
+from vb2po.operator.settings_change import describe as describe_changes
 from vb2po.operator.replay import TOPICS, ReplaySpec, replay
 from vb2po.operator.status import gather_status
 from vb2po.settings import Settings
@@ -62,6 +66,8 @@ class AdminContext:
     producer: ProducerView
     redactor: Redactor
     clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
+    live: LiveSettings | None = None  # the operators' setting changes; None: the settings are the file's only
+    verify_change: Verify = verify_against_systems  # a change is checked against Visma and PowerOffice first
     fetches: JobRegistry[FetchJob] = field(default_factory=lambda: JobRegistry("fetch"))
     reconciles: JobRegistry[ReconcileJob] = field(default_factory=lambda: JobRegistry("reconcile"))
 
@@ -93,6 +99,13 @@ class ReplayBody(_Body):
     dry_run: bool = True
     allow_skip: bool = False
     list_limit: int = Field(50, ge=0, le=10_000)
+
+
+class ConfigChangeBody(_Body):
+    set: dict[str, Any] = {}
+    reset: list[str] = []
+    dry_run: bool = False
+    expected_version: int | None = None
 
 
 class ReconcileBody(_Body):
@@ -226,7 +239,22 @@ def create_admin_app(ctx: AdminContext) -> FastAPI:
 
     @app.get("/v1/config", dependencies=[Depends(named("config.show"))])
     def show_config(who: Principal = Depends(integration)) -> dict:
-        return settings_for_display(ctx.settings)
+        shown = settings_for_display(ctx.settings)
+        if ctx.live is not None:
+            shown["changes"] = describe_changes(ctx.live)
+        return shown
+
+    @app.patch("/v1/config", dependencies=[Depends(named("config.change"))])
+    def change_config(body: ConfigChangeBody, request: Request, who: Principal = Depends(integration)) -> dict:
+        action(request, "config.change.dry_run" if body.dry_run else "config.change", {"set": body.set, "reset": body.reset})
+        if ctx.live is None:
+            raise Conflict("this process does not follow setting changes", "change the settings file instead")
+        answer = change_settings(ctx.live, set_values=body.set, reset=body.reset, actor=who.user, now=ctx.clock(),
+                                 dry_run=body.dry_run, expected_version=body.expected_version,
+                                 verify=ctx.verify_change)
+        request.state.audit["detail"] = (f"version {answer['version']}: " + ", ".join(
+            f"{c['path']} {c['before']!r} -> {c['after']!r}" for c in answer["changes"]) or "no change")
+        return answer
 
     @app.post("/v1/config/check", dependencies=[Depends(named("config.check"))])
     def check_config(who: Principal = Depends(integration)) -> dict:

@@ -36,6 +36,9 @@ class AdminClient:
     def post(self, path: str, body: dict | None = None) -> Any:
         return self._call("POST", path, json=body or {})
 
+    def patch(self, path: str, body: dict) -> Any:
+        return self._call("PATCH", path, json=body)
+
     def delete(self, path: str) -> Any:
         return self._call("DELETE", path)
 

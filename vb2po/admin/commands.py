@@ -127,7 +127,33 @@ def whoami(args: argparse.Namespace, client: AdminClient) -> int:
 
 
 def config_show(args: argparse.Namespace, client: AdminClient) -> int:
-    out(render.as_json(client.get("/v1/config")))
+    shown = client.get("/v1/config")
+    if args.json:
+        out(render.as_json(shown))
+        return 0
+    changes = shown.pop("changes", None)
+    out(render.as_yaml(shown))
+    if changes is not None:
+        out(render.setting_changes(changes))
+    return 0
+
+
+def config_change(args: argparse.Namespace, client: AdminClient) -> int:
+    """`vb2po config set PATH=VALUE ...` and `vb2po config reset PATH ...`."""
+    from vb2po.integration_settings import ChangeRefused, parse_assignment
+
+    body: dict[str, Any] = {"set": {}, "reset": [], "dry_run": args.dry_run}
+    if args.config_command == "set":
+        try:
+            body["set"] = dict(parse_assignment(a) for a in args.assignments)
+        except ChangeRefused as exc:
+            say(f"vb2po: {exc}")
+            say(f"  hint: {exc.hint}")
+            return 2
+    else:
+        body["reset"] = list(args.paths)
+    answer = client.patch("/v1/config", body)
+    out(render.setting_change(answer))
     return 0
 
 

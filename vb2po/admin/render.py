@@ -99,3 +99,34 @@ def status_text(status: dict) -> str:
     if status.get("dead_letters_without_company"):
         lines.append(f"dead letters without a company (undecodable events): {status['dead_letters_without_company']}")
     return "\n".join(lines)
+
+
+# -- settings -------------------------------------------------------------------------------
+def as_yaml(data: Any) -> str:
+    import yaml
+
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True).rstrip()
+
+
+def setting_changes(changes: dict) -> str:
+    """The editable settings and where each value comes from."""
+    head = (f"changed through the admin API: version {changes['version']}, by {changes['changed_by']} at "
+            f"{changes['changed_at']}" if changes["version"] else "changed through the admin API: nothing (all from the file)")
+    rows = [(f["path"], json.dumps(f["value"]), f"file: {json.dumps(f['file_value'])}" if f["changed"] else "file")
+            for f in changes["fields"]]
+    lines = ["", "# " + head, table(("setting", "value", "from"), rows)]
+    lines += [f"LEFT OUT  {problem}" for problem in changes.get("left_out", [])]
+    return "\n".join(lines)
+
+
+def setting_change(answer: dict) -> str:
+    if not answer["changes"]:
+        return "no change: the settings already have these values"
+    verb = "would change (dry run)" if answer["dry_run"] else f"changed (settings version {answer['version']})"
+    lines = [verb + ":"]
+    lines += [f"  {c['path']}: {json.dumps(c['before'])} -> {json.dumps(c['after'])}" for c in answer["changes"]]
+    lines += [f"  note: {n}" for n in answer["notes"]]
+    lines += [f"  {f['level']}: {f['subject']}: {f['message']}" for f in answer["findings"] if f["level"] != "ok"]
+    if not answer["dry_run"]:
+        lines.append("the producer and consumers apply it within a few seconds")
+    return "\n".join(lines)

@@ -8,6 +8,7 @@ from vb2po.admin.app import AdminContext, create_admin_app
 from vb2po.admin.audit import KafkaAuditLog
 from vb2po.admin.token_store import KafkaTokenStore
 from vb2po.http_server import BackgroundServer
+from vb2po.live_settings import LiveSettings
 from vb2po.operator.producer_view import RunningProducer
 from vb2po.operator.redact import Redactor
 from vb2po.settings import Settings
@@ -33,10 +34,10 @@ class AdminServer:
         self.context.audit.close()
 
 
-def serve_admin(settings: Settings, service: "ProducerService") -> AdminServer:
+def serve_admin(settings: Settings, service: "ProducerService", live: LiveSettings | None = None) -> AdminServer:
     """Start the admin API (the topics exist: the producer created them just before)."""
     context = AdminContext(settings=settings, tokens=KafkaTokenStore(settings.kafka), audit=KafkaAuditLog(settings.kafka),
-                           producer=RunningProducer(service), redactor=Redactor.from_settings(settings))
+                           producer=RunningProducer(service), redactor=Redactor.from_settings(settings), live=live)
     server = BackgroundServer(create_admin_app(context), settings.admin.bind_address, settings.admin.port,
                               name="admin").start()
     log.info("admin API on %s", server.url)

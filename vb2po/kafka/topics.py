@@ -29,6 +29,9 @@ def wanted_topics(kafka: KafkaSettings) -> list[NewTopic]:
         # Compacted: the last record per token id (issued, then perhaps revoked) is kept forever.
         NewTopic(t.admin_tokens, num_partitions=1, replication_factor=t.replication_factor,
                  topic_configs={"cleanup.policy": "compact"}),
+        # Compacted: the operators' current setting changes (one record, versioned).
+        NewTopic(t.integration_settings, num_partitions=1, replication_factor=t.replication_factor,
+                 topic_configs={"cleanup.policy": "compact"}),
         NewTopic(t.audit, num_partitions=1, replication_factor=t.replication_factor,
                  topic_configs={"retention.ms": str(t.audit_retention_ms)}),
     ]

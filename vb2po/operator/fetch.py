@@ -150,7 +150,7 @@ def start_fetch(settings: Settings, producer: ProducerView, client: str | None, 
     """Poll now; returns the job with the counts published (progress is followed separately)."""
     if not settings.integration_enabled:
         raise Conflict("the integration is switched off (integration_enabled: false)",
-                       "switch it on in the settings file (integration_enabled: true) and restart the producer")
+                       "switch it on: `vb2po config set integration_enabled=true` (or in the settings file)")
     targets = companies_to_fetch(settings, client)
     with KafkaView(settings.kafka) as view:  # dead letters from here on can only be about this fetch or later
         ends = view.end_offsets(view.partitions(settings.kafka.topics.dead_letters))

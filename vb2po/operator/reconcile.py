@@ -31,6 +31,7 @@ from vb2po.operator.errors import NotFound
 from vb2po.operator.jobs import new_id
 from vb2po.operator.visma_read import VismaInvoice, invoice_totals
 from vb2po.poweroffice.client import PowerOfficeClient
+from vb2po.poweroffice.ratelimit import operator_limiter
 from vb2po.settings import InvoiceClientSettings, Settings
 
 log = logging.getLogger(__name__)
@@ -121,9 +122,11 @@ def compare(client: str, visma: Iterable[VismaInvoice], poweroffice: dict[int, P
 
 
 def poweroffice_client(settings: Settings, client: InvoiceClientSettings) -> PowerOfficeClient:
+    """A client for operator actions: within the operators' reserve of the rate limit."""
     po = settings.poweroffice
     return PowerOfficeClient(api_url=po.api_url, token_url=po.token_url, application_key=po.application_key,
-                             client_key=client.client_key, subscription_key=po.subscription_key, timeout=po.timeout_s)
+                             client_key=client.client_key, subscription_key=po.subscription_key, timeout=po.timeout_s,
+                             rate_limiter=operator_limiter(po))
 
 
 Progress = Callable[[str, int, int], None]  # (what, done, total)

@@ -1,16 +1,21 @@
 """Client-side rate limit: stay inside PowerOffice's budget instead of learning it from 429s.
 
 PowerOffice allows 10 requests/second per subscription key, shared by every client key and
-every process. Each process gets a share (`requests_per_second / instances`), enforced by a
-token bucket that all PowerOffice clients of the process share.
+every process. Operator actions in the producer (reconcile, the checks of `config check` and
+of a settings change) get `operator_requests_per_second` of it; each consumer process gets an
+equal share of the rest. Each share is a token bucket that all PowerOffice clients of the
+process share.
 """
 from __future__ import annotations
 
 import threading
 import time
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from vb2po import metrics
+
+if TYPE_CHECKING:
+    from vb2po.settings import PowerOfficeSettings
 
 
 class RateLimiter:
@@ -61,3 +66,23 @@ def limiter_for(requests_per_second: float, instances: int) -> RateLimiter | Unl
         return Unlimited()
     share = requests_per_second / max(1, instances) * HEADROOM
     return RateLimiter(share, burst=1.0)
+
+
+def consumer_limiter(po: "PowerOfficeSettings", instances: int) -> RateLimiter | Unlimited:
+    """One consumer process's share: the budget less the operators' reserve, split by instances."""
+    if po.requests_per_second <= 0:
+        return Unlimited()
+    return limiter_for(po.requests_per_second - po.operator_requests_per_second, instances)
+
+
+_operator_limiters: dict[float, RateLimiter | Unlimited] = {}
+_operator_lock = threading.Lock()
+
+
+def operator_limiter(po: "PowerOfficeSettings") -> RateLimiter | Unlimited:
+    """The operators' reserve, one bucket per process, shared by concurrent reconciles and checks."""
+    rate = po.operator_requests_per_second if po.requests_per_second > 0 else 0.0
+    with _operator_lock:
+        if rate not in _operator_limiters:
+            _operator_limiters[rate] = RateLimiter(rate, burst=1.0) if rate > 0 else Unlimited()
+        return _operator_limiters[rate]

@@ -1,0 +1,143 @@
+"""Changing the integration settings through the admin API, over real HTTP with in-memory
+fakes: only the integration permission may, a failed check changes nothing, a dry run changes
+nothing, a concurrent change is refused, and every attempt is audited."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+import requests
+
+from vb2po.admin.app import AdminContext, create_admin_app
+from vb2po.admin.audit import MemoryAuditLog
+from vb2po.admin.token_store import MemoryTokenStore
+from vb2po.admin.tokens import issue
+from vb2po.http_server import BackgroundServer
+from vb2po.integration_settings import Overrides
+from vb2po.live_settings import LiveSettings, MemoryOverridesStore
+from vb2po.operator.config_check import FAIL, Finding
+from vb2po.operator.producer_view import FakeProducer
+from vb2po.operator.redact import Redactor
+from vb2po.settings import Settings
+
+SETTINGS = Settings(
+    lookback_date="2026-01-01",
+    companies=[{"company_no": 1, "odbc": "Driver=SQLite3;Database=/nowhere/F0001.db;PWD=odbc-secret-1"}],
+    invoice_clients=[{"name": "hovedkontor", "client_key": "client-key-secret"}],
+    admin={"enabled": True, "groups": [{"name": "ops", "permissions": ["integration"]},
+                                       {"name": "overview", "permissions": ["fetch.client", "fetch.all"]}],
+           "users": [{"name": "ida", "groups": ["ops"]}, {"name": "otto", "groups": ["overview"]}]},
+)
+
+
+class Checks:
+    """Stands in for the checks against Visma and PowerOffice; records what it was asked."""
+
+    def __init__(self) -> None:
+        self.fail_with: str | None = None
+        self.asked: list[list[str]] = []
+
+    def __call__(self, change) -> list[Finding]:
+        self.asked.append([d.path for d in change.differences])
+        if self.fail_with:
+            return [Finding(FAIL, "visma company 1", self.fail_with, "choose another column")]
+        return []
+
+
+@pytest.fixture
+def api():
+    tokens_store, audit, now = MemoryTokenStore(), MemoryAuditLog(), datetime.now(timezone.utc)
+    tokens = {}
+    for user in ("ida", "otto"):
+        issued = issue(user, created_by="test", now=now, ttl=timedelta(hours=1))
+        tokens_store.put(issued.record)
+        tokens[user] = issued.token
+    live = LiveSettings(SETTINGS, MemoryOverridesStore())
+    applied: list[Settings] = []
+    live.subscribe(lambda settings, overrides: applied.append(settings))
+    checks = Checks()
+    context = AdminContext(SETTINGS, tokens_store, audit, FakeProducer(), Redactor.from_settings(SETTINGS), live=live,
+                           verify_change=checks)
+    live.subscribe(lambda settings, overrides: setattr(context, "settings", settings))
+    with BackgroundServer(create_admin_app(context)) as server:
+        def call(method, path, user=None, **kw):
+            headers = {"Authorization": f"Bearer {tokens[user]}"} if user else {}
+            return requests.request(method, server.url + path, headers=headers, timeout=10, **kw)
+        yield call, audit, live, applied, checks
+
+
+def test_the_integration_permission_changes_a_setting_and_every_process_listener_gets_it(api):
+    call, audit, live, applied, checks = api
+    answer = call("PATCH", "/v1/config", "ida", json={"set": {"marker.field": "Gr5", "credit_block_sync": False}})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["version"] == 1 and not body["dry_run"]
+    assert {(c["path"], c["before"], c["after"]) for c in body["changes"]} == {
+        ("marker.field", "Gr4", "Gr5"), ("credit_block_sync", True, False)}
+    assert any("no second voucher" in n for n in body["notes"])
+    assert checks.asked == [["credit_block_sync", "marker.field"]]
+    assert [(s.marker.field, s.credit_block_sync) for s in applied] == [("Gr5", False)]
+    shown = call("GET", "/v1/config", "ida").json()
+    assert shown["marker"]["field"] == "Gr5" and shown["credit_block_sync"] is False
+    fields = {f["path"]: f for f in shown["changes"]["fields"]}
+    assert fields["marker.field"] == {"path": "marker.field", "value": "Gr5", "file_value": "Gr4", "changed": True}
+    assert fields["lookback_date"]["changed"] is False
+    assert (shown["changes"]["version"], shown["changes"]["changed_by"]) == (1, "ida")
+    entry = [e for e in audit.entries if e.action == "config.change"][-1]
+    assert (entry.actor, entry.outcome) == ("ida", "ok") and "marker.field 'Gr4' -> 'Gr5'" in entry.detail
+
+
+@pytest.mark.parametrize("user, status", [("otto", 403), (None, 401)])
+def test_without_the_integration_permission_nothing_changes(api, user, status):
+    call, audit, live, applied, _ = api
+    answer = call("PATCH", "/v1/config", user, json={"set": {"integration_enabled": False}})
+    assert answer.status_code == status
+    assert live.store.current() == Overrides() and applied == []
+    assert audit.entries[-1].action == "config.change" and audit.entries[-1].outcome in ("denied", "unauthenticated")
+
+
+def test_a_change_that_fails_its_check_is_not_made_and_says_why(api):
+    call, audit, live, applied, checks = api
+    checks.fail_with = "marker.field 'JNo' is a key column"
+    answer = call("PATCH", "/v1/config", "ida", json={"set": {"marker.field": "JNo"}})
+    assert answer.status_code == 400
+    assert "the change was not made" in answer.json()["error"] and answer.json()["hint"] == "choose another column"
+    assert live.store.current().version == 0 and applied == []
+    assert audit.entries[-1].outcome == "invalid"
+
+
+def test_a_dry_run_shows_the_change_and_its_checks_but_makes_nothing(api):
+    call, _, live, applied, checks = api
+    body = call("PATCH", "/v1/config", "ida", json={"set": {"lookback_date": "2025-06-01"}, "dry_run": True}).json()
+    assert body["dry_run"] and body["version"] == 0
+    assert body["changes"] == [{"path": "lookback_date", "before": "2026-01-01", "after": "2025-06-01"}]
+    assert checks.asked == [["lookback_date"]] and live.store.current().version == 0 and applied == []
+
+
+def test_a_change_made_meanwhile_by_someone_else_is_not_overwritten(api):
+    call, _, live, _, _ = api
+    assert call("PATCH", "/v1/config", "ida", json={"set": {"lookback_date": "2026-02-01"}}).status_code == 200
+    stale = call("PATCH", "/v1/config", "ida", json={"set": {"lookback_date": "2026-03-01"}, "expected_version": 0})
+    assert stale.status_code == 409 and "version 1" in stale.json()["error"]
+    assert live.settings.lookback_date.isoformat() == "2026-02-01"
+
+
+@pytest.mark.parametrize("body, message", [
+    ({"set": {"invoice_clients.hovedkontor.client_key": "x"}}, "cannot be changed here"),
+    ({"set": {"poweroffice.api_url": "http://elsewhere"}}, "cannot be changed through the admin API"),
+    ({"set": {}}, "nothing to change"),
+    ({"set": {"lookback_date": "soon"}}, "lookback_date"),
+])
+def test_invalid_changes_are_refused_without_a_check(api, body, message):
+    call, _, live, _, checks = api
+    answer = call("PATCH", "/v1/config", "ida", json=body)
+    assert answer.status_code == 400 and message in answer.json()["error"]
+    assert checks.asked == [] and live.store.current().version == 0
+
+
+def test_a_reset_goes_back_to_the_files_value(api):
+    call, _, live, applied, _ = api
+    call("PATCH", "/v1/config", "ida", json={"set": {"integration_enabled": False}})
+    body = call("PATCH", "/v1/config", "ida", json={"reset": ["integration_enabled"]}).json()
+    assert body["version"] == 2 and body["changes"] == [{"path": "integration_enabled", "before": False, "after": True}]
+    assert live.store.current().values == {} and [s.integration_enabled for s in applied] == [False, True]
