@@ -135,7 +135,7 @@ def cmd_config(args: argparse.Namespace) -> int:
         print(f"FAIL  settings: {_settings_problem(args, exc)}")
         print("vb2po config check: 1 problem")
         return 1
-    findings = run_checks(settings)
+    findings = run_checks(settings, with_changes=True)
     print(render(findings))
     problems = sum(1 for f in findings if f.level == "fail")
     warnings = sum(1 for f in findings if f.level == "warn")

@@ -16,7 +16,7 @@ from sandbox.seed import gl_account_id
 from sandbox.server import SandboxServer
 from sandbox.state import ClientSeed, SandboxConfig
 from tests.builders import payment_row
-from tests.operator_stack import Api, make_settings, operator_settings, run_cli, token_for
+from tests.operator_stack import Api, make_settings, operator_settings, run_cli, settings_file, token_for
 from tests.services import running, wait_for
 from vb2po.live_settings import follow_settings
 from vb2po.visma.db import VismaDatabase
@@ -39,13 +39,14 @@ def stack(kafka_bootstrap, settings_sandbox, tmp_path):
     with VismaDatabase(db) as visma:
         create_tables(visma)
     # Sweep grace 0: a payment left unmarked by a marker change is swept as soon as the sweep runs.
-    settings = make_settings(operator_settings(kafka_bootstrap, settings_sandbox, {1: db}, {1: CLIENT_KEY},
-                                               producer={"sweep_grace_s": 0}))
+    data = operator_settings(kafka_bootstrap, settings_sandbox, {1: db}, {1: CLIENT_KEY}, producer={"sweep_grace_s": 0})
+    settings = make_settings(data)
     with running(settings) as services:
         url = services["producer"].admin.url
         tokens = {u: token_for(settings, u) for u in ("ida", "otto", "frida")}
         yield {"settings": settings, "url": url, "tokens": tokens, "db": db, "sandbox": settings_sandbox,
-               "unpaid": iter([i for i in invoices(SPEC) if i.balance_before_sync > 0]), "services": services}
+               "unpaid": iter([i for i in invoices(SPEC) if i.balance_before_sync > 0]), "services": services,
+               "file": settings_file(tmp_path, data)}
 
 
 _next_jno = iter(range(7000, 10**6))
@@ -105,6 +106,10 @@ def test_a_new_marker_field_and_bank_account_take_effect_in_both_processes_witho
         assert restarted.settings.client("client-1").bank_account == 1950
     finally:
         restarted.close()
+    # `config check` from the file checks what the services run with: the file plus the change.
+    code, out, _ = run_cli(capsys, "--config", str(stack["file"]), "config", "check")
+    assert code == 0, out
+    assert "with the changes made through the admin API (version 1 by ida" in out and "marker column Gr3" in out
 
 
 def test_switching_the_integration_off_stops_fetching_until_it_is_switched_on_again(stack, capsys):

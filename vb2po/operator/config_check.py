@@ -265,9 +265,52 @@ def check_client(settings: Settings, client: InvoiceClientSettings) -> list[Find
                                  f"{settings.company_of(client)}")]
 
 
-def run_checks(settings: Settings) -> list[Finding]:
+def with_operator_changes(settings: Settings) -> tuple[Settings, list[Finding]]:
+    """The settings file plus what operators changed through the admin API (read from Kafka):
+    the services run with these, so they are what gets checked."""
+    from vb2po.integration_settings import apply_what_fits
+    from vb2po.live_settings import KafkaOverridesStore
+
+    if settings.kafka.topics.integration_settings not in _existing_topics(settings):
+        return settings, []
+    try:
+        store = KafkaOverridesStore(settings.kafka, catch_up_timeout_s=5)
+        try:
+            overrides = store.current()
+        finally:
+            store.close()
+    except Exception as exc:  # noqa: BLE001 - reported, and the file alone is checked
+        return settings, [Finding(WARN, "settings", f"could not read the settings changed through the admin API "
+                                                    f"({type(exc).__name__}); checking the file's values only")]
+    if not overrides.values:
+        return settings, []
+    applied = apply_what_fits(settings, overrides)
+    findings = [Finding(OK, "settings", f"with the changes made through the admin API (version {overrides.version} by "
+                                        f"{overrides.changed_by} at {overrides.changed_at}): {', '.join(sorted(overrides.values))}")]
+    findings += [Finding(WARN, "settings", f"a change made through the admin API no longer fits the file and is left "
+                                           f"out: {problem}", "`vb2po config reset PATH` removes it") for problem in applied.stale]
+    return applied.settings, findings
+
+
+def _existing_topics(settings: Settings) -> set[str]:
+    from vb2po.kafka.clients import admin_client
+
+    admin = admin_client(settings.kafka)
+    try:
+        return set(admin.list_topics())
+    finally:
+        admin.close()
+
+
+def run_checks(settings: Settings, *, with_changes: bool = False) -> list[Finding]:
+    """Every check; `with_changes`: first apply what operators changed through the admin API
+    (when Kafka answers), since that is what the services run with."""
     findings = check_settings(settings)
-    findings += check_kafka(settings)
+    kafka = check_kafka(settings)
+    findings += kafka
+    if with_changes and not failed(kafka):
+        settings, changes = with_operator_changes(settings)
+        findings += changes
     for company in settings.companies:
         findings += check_company(settings, company)
     for client in settings.invoice_clients:
