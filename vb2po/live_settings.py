@@ -14,6 +14,7 @@ from typing import Callable, Protocol
 
 from kafka import TopicPartition
 
+from vb2po import metrics
 from vb2po.integration_settings import Applied, ChangeRefused, Overrides, apply_what_fits
 from vb2po.kafka.clients import event_consumer, plain_producer
 from vb2po.settings import KafkaSettings, Settings
@@ -140,6 +141,7 @@ class LiveSettings:
             for problem in applied.stale:
                 log.error("settings override left out (%s); `vb2po config reset PATH` removes it", problem)
             self.overrides, self.applied = overrides, applied
+            metrics.SETTINGS_VERSION.set(overrides.version)
             if overrides.version:
                 log.info("settings version %s applied (changed by %s at %s): %s", overrides.version,
                          overrides.changed_by, overrides.changed_at, sorted(overrides.values))

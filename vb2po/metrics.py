@@ -32,6 +32,8 @@ RECONCILE_OPEN_DIFFERENCES = Gauge(
     "vb2po_reconcile_open_differences", "Invoices whose outstanding amount differs between Visma and PowerOffice, "
     "as found by the last reconcile", ["client", "kind"],
 )
+SETTINGS_VERSION = Gauge("vb2po_settings_version", "Version of the integration settings this process applied "
+                         "(0: the file's; each change through the admin API adds one)")
 RECONCILE_LAST_RUN = Gauge("vb2po_reconcile_last_run_timestamp_seconds", "Unix time the last reconcile finished", ["client"])
 
 # PowerOffice

@@ -18,6 +18,7 @@ from sandbox.state import ClientSeed, SandboxConfig
 from tests.builders import payment_row
 from tests.operator_stack import Api, make_settings, operator_settings, run_cli, settings_file, token_for
 from tests.services import running, wait_for
+from vb2po import metrics
 from vb2po.live_settings import follow_settings
 from vb2po.visma.db import VismaDatabase
 
@@ -85,6 +86,7 @@ def test_a_new_marker_field_and_bank_account_take_effect_in_both_processes_witho
     assert code == 0, out + err
     assert "changed (settings version 1)" in out and 'marker.field: "Gr4" -> "Gr3"' in out
     assert "no second voucher" in out
+    assert metrics.SETTINGS_VERSION._value.get() == 1
 
     after = pay(stack)
     wait_for(lambda: markers(stack, after)[1] == 1, timeout=60, what="the new payment marked in Gr3")

@@ -61,6 +61,7 @@ QUIET_WHILE_HEALTHY = {
     "VB2POProducerDown": "the producer is up (the expression is checked again after it stopped)",
     "VB2POConsumerDown": "the consumer is up (the expression is checked again after it stopped)",
     "VB2POConsumersAllDown": "the consumer is up (the expression is checked again after it stopped)",
+    "VB2POSettingsDiverged": "both processes run with the file's settings (version 0)",
 }
 DOWN_ALERTS = ("VB2POProducerDown", "VB2POConsumerDown", "VB2POConsumersAllDown")
 
