@@ -56,13 +56,16 @@ class PowerOfficeSettings(_Section):
     timeout_s: float = 10.0
     requests_per_second: float = Field(10.0, ge=0, description="PowerOffice's budget per subscription key; 0: no limit")
     operator_requests_per_second: float = Field(
-        0.5, ge=0, description="reserved for operator actions (reconcile, checks); the consumers share the rest")
+        0.3, gt=0, description="calls/s for operator actions in the producer (reconcile, checks); the default fits "
+                               "in the 3 % of requests_per_second the consumers leave free")
 
     @model_validator(mode="after")
-    def _reserve_fits(self) -> "PowerOfficeSettings":
-        if self.requests_per_second > 0 and self.operator_requests_per_second >= self.requests_per_second:
-            raise ValueError(f"poweroffice.operator_requests_per_second ({self.operator_requests_per_second}) must be "
-                             f"below requests_per_second ({self.requests_per_second}): the consumers need the rest")
+    def _operators_fit(self) -> "PowerOfficeSettings":
+        free = self.requests_per_second * (1 - 0.97)
+        if self.requests_per_second > 0 and self.operator_requests_per_second > max(free, 0.3) + 1e-9:
+            raise ValueError(f"poweroffice.operator_requests_per_second ({self.operator_requests_per_second}) must fit "
+                             f"in what the consumers leave free of requests_per_second ({free:.2f}/s); "
+                             "more would make PowerOffice refuse calls with 429")
         return self
 
 

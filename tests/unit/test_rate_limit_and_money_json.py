@@ -41,15 +41,16 @@ def test_amounts_go_on_the_wire_with_their_exact_digits(amount, text):
     assert dumps({"CurrencyAmount": amount, "Lines": [amount]}) == f'{{"CurrencyAmount": {text}, "Lines": [{text}]}}'
 
 
-def test_operator_actions_get_their_reserve_and_the_consumers_share_the_rest():
-    po = PowerOfficeSettings(requests_per_second=10, operator_requests_per_second=0.5)
-    assert consumer_limiter(po, instances=2).rate == pytest.approx(9.5 / 2 * 0.97)
-    assert operator_limiter(po).rate == 0.5
-    assert operator_limiter(po) is operator_limiter(po)  # one bucket per process for every operator action
+def test_operator_actions_fit_in_the_headroom_the_consumers_leave():
+    po = PowerOfficeSettings(requests_per_second=10)
+    consumers, operators = consumer_limiter(po, instances=2), operator_limiter(po)
+    assert consumers.rate == pytest.approx(10 / 2 * 0.97) and operators.rate == pytest.approx(0.3)
+    assert 2 * consumers.rate + operators.rate <= 10 + 1e-9  # together within PowerOffice's budget
+    assert operator_limiter(po) is operators  # one bucket per process for every operator action
     unlimited = PowerOfficeSettings(requests_per_second=0)
     assert isinstance(consumer_limiter(unlimited, 1), Unlimited) and isinstance(operator_limiter(unlimited), Unlimited)
 
 
-def test_a_reserve_that_leaves_the_consumers_nothing_is_refused():
+def test_an_operator_rate_beyond_the_headroom_is_refused():
     with pytest.raises(ValueError, match="operator_requests_per_second"):
-        PowerOfficeSettings(requests_per_second=1, operator_requests_per_second=1)
+        PowerOfficeSettings(requests_per_second=10, operator_requests_per_second=1)

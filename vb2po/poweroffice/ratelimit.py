@@ -1,10 +1,11 @@
 """Client-side rate limit: stay inside PowerOffice's budget instead of learning it from 429s.
 
 PowerOffice allows 10 requests/second per subscription key, shared by every client key and
-every process. Operator actions in the producer (reconcile, the checks of `config check` and
-of a settings change) get `operator_requests_per_second` of it; each consumer process gets an
-equal share of the rest. Each share is a token bucket that all PowerOffice clients of the
-process share.
+every process. Each consumer process gets an equal share of 97 % of it; operator actions in
+the producer (reconcile, the checks of `config check` and of a settings change) are held to
+`operator_requests_per_second` (0.3 by default), which fits in the remaining 3 %. They are rare
+and light (reconcile asks for 500 invoices per call), so the consumers keep their whole share.
+Each share is a token bucket that all PowerOffice clients of the process share.
 """
 from __future__ import annotations
 
@@ -69,10 +70,8 @@ def limiter_for(requests_per_second: float, instances: int) -> RateLimiter | Unl
 
 
 def consumer_limiter(po: "PowerOfficeSettings", instances: int) -> RateLimiter | Unlimited:
-    """One consumer process's share: the budget less the operators' reserve, split by instances."""
-    if po.requests_per_second <= 0:
-        return Unlimited()
-    return limiter_for(po.requests_per_second - po.operator_requests_per_second, instances)
+    """One consumer process's share of the budget (with the headroom the operators' calls fit in)."""
+    return limiter_for(po.requests_per_second, instances)
 
 
 _operator_limiters: dict[float, RateLimiter | Unlimited] = {}
@@ -80,7 +79,7 @@ _operator_lock = threading.Lock()
 
 
 def operator_limiter(po: "PowerOfficeSettings") -> RateLimiter | Unlimited:
-    """The operators' reserve, one bucket per process, shared by concurrent reconciles and checks."""
+    """The operators' rate, one bucket per process, shared by concurrent reconciles and checks."""
     rate = po.operator_requests_per_second if po.requests_per_second > 0 else 0.0
     with _operator_lock:
         if rate not in _operator_limiters:
