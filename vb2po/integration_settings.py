@@ -211,19 +211,24 @@ def plan_change(base: Settings, current: Overrides, *, set_values: Mapping[str, 
     to the file's value), or `ChangeRefused`. A value equal to the file's drops the override."""
     if not set_values and not reset:
         raise ChangeRefused("nothing to change", "name at least one path=value to set, or a path to reset")
-    for path in list(set_values) + list(reset):
-        check_path(base, path)
+    for path in list(set_values) + [p for p in reset if p not in current.values]:
+        check_path(base, path)  # (an override already stored can always be reset, even one left out)
     if overlap := sorted(set(set_values) & set(reset)):
         raise ChangeRefused(f"{overlap} both set and reset", "do one or the other")
-    values = {p: v for p, v in current.values.items() if p not in reset}
+    current_applied = apply_what_fits(base, current)
+    # Overrides that no longer fit the file are not applied anywhere; a change drops them for good.
+    dropped = [problem.partition(":")[0] for problem in current_applied.stale]
+    values = {p: v for p, v in current.values.items() if p not in reset and p not in dropped}
     values.update({p: _json_value(v) for p, v in set_values.items()})
-    before = apply_overrides(base, current).settings
+    before = current_applied.settings
     after = apply_overrides(base, Overrides(current.version, values)).settings
     # Keep only what differs from the file, in the form pydantic parsed it into.
     kept = {p: value_at(after, p) for p in values if value_at(after, p) != value_at(base, p)}
     diff = differences(before, after)
     overrides = Overrides(current.version + 1, kept, actor, now.isoformat())
-    return Change(overrides, after, tuple(diff), tuple(notes_for(diff)))
+    notes = notes_for(diff) + [f"removed the override of {p}, which no longer fit the settings file" for p in dropped
+                               if p not in set_values]
+    return Change(overrides, after, tuple(diff), tuple(notes))
 
 
 def notes_for(diff: list[Difference]) -> list[str]:

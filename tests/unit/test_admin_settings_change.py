@@ -141,3 +141,23 @@ def test_a_reset_goes_back_to_the_files_value(api):
     body = call("PATCH", "/v1/config", "ida", json={"reset": ["integration_enabled"]}).json()
     assert body["version"] == 2 and body["changes"] == [{"path": "integration_enabled", "before": False, "after": True}]
     assert live.store.current().values == {} and [s.integration_enabled for s in applied] == [False, True]
+
+
+def test_an_override_the_file_no_longer_fits_is_shown_left_out_and_can_be_reset():
+    tokens_store = MemoryTokenStore()
+    issued = issue("ida", created_by="test", now=datetime.now(timezone.utc), ttl=timedelta(hours=1))
+    tokens_store.put(issued.record)
+    stale = Overrides(1, {"invoice_clients.gone.bank_account": 1930, "credit_block_sync": False}, "kari", "2026-11-01T08:00:00+00:00")
+    live = LiveSettings(SETTINGS, MemoryOverridesStore(stale))
+    live.refresh()
+    assert live.settings.credit_block_sync is False  # what fits is applied
+    context = AdminContext(live.settings, tokens_store, MemoryAuditLog(), FakeProducer(), Redactor.from_settings(SETTINGS),
+                           live=live, verify_change=Checks())
+    with BackgroundServer(create_admin_app(context)) as server:
+        headers = {"Authorization": f"Bearer {issued.token}"}
+        shown = requests.get(server.url + "/v1/config", headers=headers, timeout=10).json()["changes"]
+        assert [p.split(":")[0] for p in shown["left_out"]] == ["invoice_clients.gone.bank_account"]
+        reset = requests.patch(server.url + "/v1/config", headers=headers, timeout=10,
+                               json={"reset": ["invoice_clients.gone.bank_account"]}).json()
+    assert reset["version"] == 2 and reset["changes"] == []
+    assert live.store.current().values == {"credit_block_sync": False} and live.stale() == ()

@@ -104,6 +104,19 @@ def test_an_override_that_no_longer_fits_the_file_is_left_out_with_the_reason():
     assert any(s.startswith("invoice_clients.hovedkontor.company_no: ") for s in applied.stale)
 
 
+def test_a_change_is_still_possible_while_an_old_override_no_longer_fits_and_drops_it():
+    base = settings()
+    made = change(base, **{"invoice_clients__filial__bank_account": 1930})
+    smaller = Settings(lookback_date="2026-01-01", companies=[c.model_dump() for c in base.companies],
+                       invoice_clients=[base.invoice_clients[0].model_dump()])
+    later = change(smaller, made.overrides, credit_block_sync=False)
+    assert later.overrides.values == {"credit_block_sync": False}
+    assert any("removed the override of invoice_clients.filial.bank_account" in n for n in later.notes)
+    # ... and it can be reset by its path, although that client is gone
+    reset = change(smaller, made.overrides, reset=["invoice_clients.filial.bank_account"])
+    assert reset.overrides.values == {} and reset.overrides.version == made.overrides.version + 1
+
+
 def test_overrides_survive_their_record_encoding():
     made = change(settings(), payment_rule__voucher_types=[3, 4])
     assert Overrides.decode(made.overrides.encode()) == made.overrides

@@ -120,7 +120,7 @@ def setting_changes(changes: dict) -> str:
 
 
 def setting_change(answer: dict) -> str:
-    if not answer["changes"]:
+    if not answer["changes"] and not answer["notes"]:
         return "no change: the settings already have these values"
     verb = "would change (dry run)" if answer["dry_run"] else f"changed (settings version {answer['version']})"
     lines = [verb + ":"]

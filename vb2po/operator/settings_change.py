@@ -50,9 +50,10 @@ def change_settings(live: LiveSettings, *, set_values: dict[str, Any], reset: It
     except ChangeRefused as exc:
         raise Invalid(str(exc), exc.hint) from None
     findings = verify(change) if change.differences else []
+    stored = bool(change.differences) or dict(change.overrides.values) != dict(current.values)
     answer = {
         "dry_run": dry_run,
-        "version": current.version if dry_run or not change.differences else change.overrides.version,
+        "version": change.overrides.version if stored and not dry_run else current.version,
         "changes": [d.as_dict() for d in change.differences],
         "notes": list(change.notes),
         "findings": [f.as_dict() for f in findings],
@@ -61,7 +62,7 @@ def change_settings(live: LiveSettings, *, set_values: dict[str, Any], reset: It
         problems = "; ".join(f"{f.subject}: {f.message}" for f in findings if f.level == "fail")
         fixes = "; ".join(dict.fromkeys(f.fix for f in findings if f.level == "fail" and f.fix))
         raise Invalid(f"the change was not made: {problems}", fixes)
-    if dry_run or not change.differences:
+    if dry_run or not stored:
         return answer
     try:
         live.publish(change.overrides)
