@@ -142,11 +142,12 @@ class ConsumerService:
         self.live = follow_settings(self.settings)
         self.live.subscribe(lambda settings, overrides: self._reload.set())
         while not self._stop.is_set():
-            if self.live.settings is not self.settings:
+            self._reload.clear()  # before looking: a change from here on ends the coming session
+            applied = self.live.applied
+            if applied.settings is not self.settings:
                 log.info("settings version %s: applying", self.live.overrides.version)
                 self._release()
-                self._build(self.live.settings)
-            self._reload.clear()
+                self._build(applied.settings)
             self._consume()
 
     def _consume(self) -> None:
@@ -206,6 +207,8 @@ class ConsumerService:
     def _produced_under_newer_settings(self, polled) -> bool:
         """An event stamped with a settings version this process has not applied yet: catch up
         first (the version is in the settings topic before any event carries it)."""
+        if self._reload.is_set():  # changed since this session began: nothing more under the old settings
+            return True
         newest = max((version_in(r.headers) for records in polled.values() for r in records), default=0)
         if self.live is None or newest <= self.live.overrides.version:
             return False
