@@ -56,7 +56,7 @@ class PowerOfficeSettings(_Section):
     timeout_s: float = 10.0
     requests_per_second: float = Field(10.0, ge=0, description="PowerOffice's budget per subscription key; 0: no limit")
     operator_requests_per_second: float = Field(
-        0.3, gt=0, description="calls/s for operator actions in the producer (reconcile, checks); the default fits "
+        0.3, gt=0, description="calls/s for reconcile (many calls, run by the producer); the default fits "
                                "in the 3 % of requests_per_second the consumers leave free")
 
     @model_validator(mode="after")

@@ -121,12 +121,13 @@ def compare(client: str, visma: Iterable[VismaInvoice], poweroffice: dict[int, P
     return compared, differences
 
 
-def poweroffice_client(settings: Settings, client: InvoiceClientSettings) -> PowerOfficeClient:
-    """A client for operator actions: within the operators' reserve of the rate limit."""
+def poweroffice_client(settings: Settings, client: InvoiceClientSettings, *, bulk: bool = False) -> PowerOfficeClient:
+    """A client for operator actions. `bulk` (reconcile: many calls) keeps to the operators'
+    rate; a check makes three calls, so it is not slowed down."""
     po = settings.poweroffice
     return PowerOfficeClient(api_url=po.api_url, token_url=po.token_url, application_key=po.application_key,
                              client_key=client.client_key, subscription_key=po.subscription_key, timeout=po.timeout_s,
-                             rate_limiter=operator_limiter(po))
+                             rate_limiter=operator_limiter(po) if bulk else None)
 
 
 Progress = Callable[[str, int, int], None]  # (what, done, total)
@@ -143,7 +144,7 @@ def reconcile_client(settings: Settings, client: InvoiceClientSettings, progress
         source.db.close()
     numbers = sorted({n for n in (numeric(v.invoice_no) for v in visma) if n is not None})
     found: dict[int, PowerOfficeInvoice] = {}
-    with poweroffice_client(settings, client) as api:
+    with poweroffice_client(settings, client, bulk=True) as api:
         for i in range(0, len(numbers), PO_CHUNK):
             progress(f"{client.name}: asking PowerOffice for invoices", i, len(numbers))
             for inv in api.get_invoices(numbers[i:i + PO_CHUNK]):
