@@ -47,6 +47,7 @@ def as_user(stack, user: str | None) -> Api:
 ACTIONS = [
     ("GET", "/v1/config", None, "integration", 200),
     ("POST", "/v1/config/check", None, "integration", 200),
+    ("PATCH", "/v1/config", {"set": {"lookback_date": "2025-06-01"}, "dry_run": True}, "integration", 200),
     ("GET", "/v1/status", None, "integration", 200),
     ("GET", "/v1/dead-letters", None, "integration", 200),
     ("POST", "/v1/dead-letters/redrive", {"all": True, "dry_run": True}, "integration", 200),

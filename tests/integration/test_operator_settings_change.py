@@ -141,6 +141,9 @@ def test_changes_that_cannot_work_are_refused_with_the_reason_and_change_nothing
         assert code == 1 and "not allowed" in err
     code, out, _ = config(capsys, stack, "ida", "set", "lookback_date=2025-01-01", "--dry-run")
     assert code == 0 and "would change (dry run)" in out
+    stale = Api(stack["url"], stack["tokens"]["ida"]).call(
+        "PATCH", "/v1/config", json={"set": {"credit_block_sync": False}, "expected_version": 7})
+    assert stale.status_code == 409 and "version 0" in stale.json()["error"]  # someone else's change is not overwritten
     settings_now = Api(stack["url"], stack["tokens"]["ida"]).get("/v1/config").json()
     assert settings_now["changes"]["version"] == 0 and settings_now["marker"]["field"] == "Gr4"
     assert settings_now["lookback_date"] == "2026-01-01"
