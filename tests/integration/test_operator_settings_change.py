@@ -101,7 +101,8 @@ def test_a_new_marker_field_and_bank_account_take_effect_in_both_processes_witho
     # `config show` tells where each value comes from; a restart starts from the changed settings.
     code, out, _ = config(capsys, stack, "ida", "show")
     assert code == 0 and "changed through the admin API: version 1, by ida" in out
-    assert any(line.split()[:2] == ["marker.field", '"Gr3"'] and 'file: "Gr4"' in line for line in out.splitlines())
+    assert any(line.split()[:2] == ["marker.field", '"Gr3"'] and 'changed (the file has "Gr4")' in line
+               for line in out.splitlines())
     restarted = follow_settings(stack["settings"])
     try:
         assert restarted.settings.marker.field == "Gr3"

@@ -112,7 +112,8 @@ def setting_changes(changes: dict) -> str:
     """The editable settings and where each value comes from."""
     head = (f"changed through the admin API: version {changes['version']}, by {changes['changed_by']} at "
             f"{changes['changed_at']}" if changes["version"] else "changed through the admin API: nothing (all from the file)")
-    rows = [(f["path"], json.dumps(f["value"]), f"file: {json.dumps(f['file_value'])}" if f["changed"] else "file")
+    rows = [(f["path"], json.dumps(f["value"]),
+             f"changed (the file has {json.dumps(f['file_value'])})" if f["changed"] else "the file")
             for f in changes["fields"]]
     lines = ["", "# " + head, table(("setting", "value", "from"), rows)]
     lines += [f"LEFT OUT  {problem}" for problem in changes.get("left_out", [])]

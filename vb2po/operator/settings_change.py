@@ -24,7 +24,8 @@ def verify_against_systems(change: Change) -> list[Finding]:
     """The checks of `vb2po config check` that the changed fields need, on the new settings."""
     settings = change.settings
     paths = {d.path for d in change.differences}
-    findings = [f for f in check_settings(settings) if f.level != "ok"]
+    # What the settings check says about the integration itself (not about admin users etc.).
+    findings = [f for f in check_settings(settings) if f.level == "fail" or (f.level == "warn" and f.subject == "settings")]
     if paths & set(VISMA_PATHS):
         for company in settings.companies:
             findings += check_company(settings, company)
