@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from typing import Protocol
 
-from kafka import TopicPartition
-
 from vb2po.errors import TransientError
-from vb2po.kafka.clients import event_consumer, partitions_of, plain_producer
+from vb2po.kafka.clients import plain_producer
+from vb2po.kafka.compacted import CompactedTopicReader
 from vb2po.settings import KafkaSettings
 
 
@@ -57,30 +55,21 @@ class KafkaDeniedProjectsStore:
     def __init__(self, kafka: KafkaSettings):
         self.topic = kafka.topics.consumer_state
         self._producer = plain_producer(kafka, "vb2po-consumer-state")
-        self._consumer = event_consumer(kafka, group_id=None)
+        self._reader = CompactedTopicReader(kafka, self.topic, self._apply)
         self._data: dict[tuple[int, int], frozenset[int]] = {}
         self._lock = threading.Lock()
-        self._partitions: list[TopicPartition] = []
 
-    def _assign(self) -> None:
-        if not self._partitions:
-            self._partitions = partitions_of(self._consumer, self.topic)
-            self._consumer.assign(self._partitions)
-            self._consumer.seek_to_beginning(*self._partitions)
+    def _apply(self, record) -> None:
+        _, company, _, customer = record.key.decode().split(":")
+        ids = frozenset(json.loads(record.value)["denied"]) if record.value else frozenset()
+        self._data[(int(company), int(customer))] = ids
 
     def sync(self, timeout_s: float = 30) -> None:
         with self._lock:
-            self._assign()
-            end = self._consumer.end_offsets(self._partitions)
-            deadline = time.monotonic() + timeout_s
-            while any(self._consumer.position(tp) < end[tp] for tp in self._partitions):
-                if time.monotonic() > deadline:
-                    raise TransientError(f"could not read {self.topic} to its end", reason="kafka")
-                for records in self._consumer.poll(timeout_ms=200).values():
-                    for r in records:
-                        _, company, _, customer = r.key.decode().split(":")
-                        ids = frozenset(json.loads(r.value)["denied"]) if r.value else frozenset()
-                        self._data[(int(company), int(customer))] = ids
+            try:
+                self._reader.catch_up(timeout_s)
+            except TimeoutError as exc:
+                raise TransientError(str(exc), reason="kafka") from exc
 
     def get(self, company_no: int, customer_no: int) -> frozenset[int]:
         with self._lock:
@@ -101,4 +90,4 @@ class KafkaDeniedProjectsStore:
 
     def close(self) -> None:
         self._producer.close(timeout=10)
-        self._consumer.close()
+        self._reader.close()

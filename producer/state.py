@@ -11,10 +11,9 @@ record, so no single message grows with the number of customers:
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass, field, replace
 
-from vb2po.kafka.clients import event_consumer, partitions_of
+from vb2po.kafka.compacted import CompactedTopicReader
 from vb2po.settings import KafkaSettings
 from vb2po.visma.queries import Position
 
@@ -93,22 +92,11 @@ def apply_record(states: dict[int, CompanyState], key: bytes, value: bytes | Non
 
 def load_states(kafka: KafkaSettings, timeout_s: float = 60) -> dict[int, CompanyState]:
     """Read the state topic to its end (committed records only)."""
-    topic = kafka.topics.producer_state
-    consumer = event_consumer(kafka, group_id=None, consumer_timeout_ms=1000)
+    states: dict[int, CompanyState] = {}
+    reader = CompactedTopicReader(kafka, kafka.topics.producer_state,  # created at start: missing would be a bug
+                                  lambda record: apply_record(states, record.key, record.value))
     try:
-        partitions = partitions_of(consumer, topic)  # created at start: missing would be a bug
-        consumer.assign(partitions)
-        consumer.seek_to_beginning(*partitions)
-        end = consumer.end_offsets(partitions)  # read_committed: the last stable offset
-        states: dict[int, CompanyState] = {}
-        deadline = time.monotonic() + timeout_s
-        while any(consumer.position(tp) < end[tp] for tp in partitions):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"could not read producer state topic {topic} to its end in {timeout_s}s")
-            for records in consumer.poll(timeout_ms=500).values():
-                for record in records:
-                    if record.key is not None:
-                        apply_record(states, record.key, record.value)
+        reader.catch_up(timeout_s)
         return states
     finally:
-        consumer.close()
+        reader.close()

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from typing import Callable, Protocol
-
-from kafka import TopicPartition
 
 from vb2po import metrics
 from vb2po.integration_settings import Applied, ChangeRefused, Overrides, apply_what_fits
-from vb2po.kafka.clients import event_consumer, plain_producer
+from vb2po.kafka.clients import plain_producer
+from vb2po.kafka.compacted import CompactedTopicReader
 from vb2po.settings import KafkaSettings, Settings
 
 log = logging.getLogger(__name__)
@@ -56,26 +54,15 @@ class KafkaOverridesStore:
         self._current = Overrides()
         self._producer = None
         self._kafka = kafka
-        self._consumer = event_consumer(kafka, group_id=None, consumer_timeout_ms=1000)
-        partitions = self._consumer.partitions_for_topic(self.topic)
-        if not partitions:
-            self._consumer.close()
-            raise RuntimeError(f"settings topic {self.topic} does not exist; the producer and consumer create it at start")
-        self._tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
-        self._consumer.assign(self._tps)
-        self._consumer.seek_to_beginning(*self._tps)
+        self._reader = CompactedTopicReader(kafka, self.topic, self._apply)  # created at start with the others
+
+    def _apply(self, record) -> None:
+        if record.key == RECORD_KEY:
+            self._current = Overrides() if record.value is None else Overrides.decode(record.value)
 
     def current(self) -> Overrides:
         with self._lock:
-            ends = self._consumer.end_offsets(self._tps)
-            deadline = time.monotonic() + self._timeout_s
-            while any(self._consumer.position(tp) < ends[tp] for tp in self._tps):
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"could not read the settings topic {self.topic} to its end in {self._timeout_s}s")
-                for records in self._consumer.poll(timeout_ms=200).values():
-                    for record in records:
-                        if record.key == RECORD_KEY:
-                            self._current = Overrides() if record.value is None else Overrides.decode(record.value)
+            self._reader.catch_up(self._timeout_s)
             return self._current
 
     def put(self, overrides: Overrides) -> None:
@@ -87,7 +74,7 @@ class KafkaOverridesStore:
     def close(self) -> None:
         if self._producer is not None:
             self._producer.close(timeout=10)
-        self._consumer.close()
+        self._reader.close()
 
 
 class MemoryOverridesStore:

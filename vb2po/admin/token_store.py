@@ -8,13 +8,12 @@ bootstrap command) counts from the very next request.
 from __future__ import annotations
 
 import threading
-import time
 from typing import Protocol
 
-from kafka import TopicPartition
-
 from vb2po.admin.tokens import TokenRecord
-from vb2po.kafka.clients import event_consumer, plain_producer
+from vb2po.errors import TransientError
+from vb2po.kafka.clients import plain_producer
+from vb2po.kafka.compacted import CompactedTopicReader
 from vb2po.settings import KafkaSettings
 
 
@@ -32,30 +31,22 @@ class KafkaTokenStore:
         self._lock = threading.Lock()
         self._records: dict[str, TokenRecord] = {}
         self._producer = plain_producer(kafka, "vb2po-admin-tokens")
-        self._consumer = event_consumer(kafka, group_id=None, consumer_timeout_ms=1000)
-        partitions = self._consumer.partitions_for_topic(self.topic)
-        if not partitions:
+        self._reader = CompactedTopicReader(kafka, self.topic, self._apply, metadata_timeout_s=2)
+        try:
+            self._reader.catch_up(self._timeout_s)
+        except TransientError:
             self.close()
             raise RuntimeError(f"token topic {self.topic} does not exist; the producer creates it at start "
-                               "(or run `vb2po token create --local`, which creates it too)")
-        self._tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
-        self._consumer.assign(self._tps)
-        self._consumer.seek_to_beginning(*self._tps)
+                               "(or run `vb2po token create --local`, which creates it too)") from None
+
+    def _apply(self, record) -> None:
+        if record.value is None:
+            self._records.pop(record.key.decode(), None)
+        else:
+            self._records[record.key.decode()] = TokenRecord.decode(record.value)
 
     def _catch_up(self) -> None:
-        ends = self._consumer.end_offsets(self._tps)
-        deadline = time.monotonic() + self._timeout_s
-        while any(self._consumer.position(tp) < ends[tp] for tp in self._tps):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"could not read the token topic {self.topic} to its end in {self._timeout_s}s")
-            for records in self._consumer.poll(timeout_ms=200).values():
-                for record in records:
-                    if record.key is None:
-                        continue
-                    if record.value is None:
-                        self._records.pop(record.key.decode(), None)
-                    else:
-                        self._records[record.key.decode()] = TokenRecord.decode(record.value)
+        self._reader.catch_up(self._timeout_s)
 
     def get(self, token_id: str) -> TokenRecord | None:
         with self._lock:
@@ -73,7 +64,7 @@ class KafkaTokenStore:
 
     def close(self) -> None:
         self._producer.close(timeout=10)
-        self._consumer.close()
+        self._reader.close()
 
 
 class MemoryTokenStore:
