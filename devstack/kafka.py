@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Iterable, Mapping, Sequence
 
-from devstack.ports import free_port
+from devstack.ports import free_ports
 
 KAFKA_VERSION = "4.1.2"
 SCALA_VERSION = "2.13"
@@ -438,8 +438,9 @@ class KafkaCluster:
 
     def _plan_nodes(self) -> list[_Node]:
         assert self.workdir is not None
+        ports = free_ports(2 * self.node_count)  # distinct: a node's two listeners on one port fail to start
         return [
-            _Node(i + 1, free_port(), free_port(), self.workdir / f"node-{i + 1}")
+            _Node(i + 1, ports[2 * i], ports[2 * i + 1], self.workdir / f"node-{i + 1}")
             for i in range(self.node_count)
         ]
 
