@@ -1,7 +1,7 @@
 # The two commands a person needs: `make demo` and `make test`. Both install what is missing.
 PY := .venv/bin/python
 
-.PHONY: demo test deps unit check-deploy bench-producer bench-consumer clean
+.PHONY: demo test deps unit check-deploy bench-producer bench-consumer bench-settings clean
 
 deps:
 	@bash devstack/deps.sh
@@ -23,6 +23,9 @@ bench-producer: deps
 
 bench-consumer: deps
 	@$(PY) -m bench.consumer
+
+bench-settings: deps
+	@$(PY) -m bench.settings_change
 
 clean:
 	rm -rf .venv build *.egg-info .pytest_cache
