@@ -72,6 +72,18 @@ class ContextFilter(logging.Filter):
         return True
 
 
+class ClosingClientNoise(logging.Filter):
+    """kafka-python logs "Metadata refresh: failed Cancelled" at ERROR whenever a client closes
+    while a metadata request is out (every short-lived reader does): not an error an operator
+    should be woken by, so it is left out. Any other metadata failure still shows."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from kafka.errors import Cancelled
+
+        return not (record.msg == "Metadata refresh: failed %s" and record.args
+                    and isinstance(record.args[0], Cancelled))
+
+
 def record_fields(record: logging.LogRecord) -> dict[str, Any]:
     """The event context and the `extra=` fields of `record`, event fields first, secrets masked."""
     context = getattr(record, "_vb2po_context", None)
@@ -147,6 +159,9 @@ def configure_logging(log_format: str | None = None, *, default: str = "json", v
     chosen = resolve_format(log_format, default)
     root = logging.getLogger()
     logging.getLogger("kafka").setLevel(logging.WARNING)
+    cluster = logging.getLogger("kafka.cluster")
+    if not any(isinstance(f, ClosingClientNoise) for f in cluster.filters):
+        cluster.addFilter(ClosingClientNoise())
     ours = [h for h in root.handlers if getattr(h, "_vb2po", False)]
     if len(ours) < len(root.handlers) and not force:
         return chosen

@@ -246,3 +246,16 @@ def test_an_undecodable_record_is_logged_with_where_it_lies():
     (line,) = lines(out)
     assert (line["topic"], line["partition"], line["offset"], line["reason"]) == ("ns.payments", 1, 9, "undecodable")
     assert "event_id" not in line
+
+
+def test_a_metadata_refresh_cancelled_by_a_closing_client_is_not_logged_as_an_error_but_others_are():
+    from kafka.errors import Cancelled, KafkaConnectionError
+
+    from vb2po.logging_setup import ClosingClientNoise
+
+    def record(exc: Exception) -> logging.LogRecord:
+        return logging.LogRecord("kafka.cluster", logging.ERROR, __file__, 1, "Metadata refresh: failed %s", (exc,), None)
+
+    noise = ClosingClientNoise()
+    assert noise.filter(record(Cancelled())) is False
+    assert noise.filter(record(KafkaConnectionError("broker down"))) is True
