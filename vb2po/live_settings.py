@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Callable, Protocol
 
 from vb2po import metrics
@@ -155,11 +156,19 @@ class LiveSettings:
         return self
 
     def _watch(self) -> None:
+        failing_since: float | None = None
         while not self._stop.wait(self.interval_s):
             try:
                 self.refresh()
             except Exception as exc:  # noqa: BLE001 - Kafka briefly away: the next round tries again
-                log.warning("could not read the settings topic: %s", exc)
+                if failing_since is None:  # once per outage, not every second
+                    failing_since = time.monotonic()
+                    log.warning("could not read the settings topic (%s); running on settings version %s until it "
+                                "answers again", exc, self.overrides.version)
+                continue
+            if failing_since is not None:
+                log.info("the settings topic answers again after %.0fs", time.monotonic() - failing_since)
+                failing_since = None
 
     def close(self) -> None:
         self._stop.set()

@@ -3,6 +3,7 @@ fakes: only the integration permission may, a failed check changes nothing, a dr
 nothing, a concurrent change is refused, and every attempt is audited."""
 from __future__ import annotations
 
+import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -161,3 +162,33 @@ def test_an_override_the_file_no_longer_fits_is_shown_left_out_and_can_be_reset(
                                json={"reset": ["invoice_clients.gone.bank_account"]}).json()
     assert reset["version"] == 2 and reset["changes"] == []
     assert live.store.current().values == {"credit_block_sync": False} and live.stale() == ()
+
+
+def test_a_settings_topic_that_stops_answering_is_logged_once_per_outage_and_followed_again(caplog):
+    class Flaky(MemoryOverridesStore):
+        failing = False
+
+        def current(self):
+            if self.failing:
+                raise TimeoutError("broker away")
+            return super().current()
+
+    store = Flaky()
+    live = LiveSettings(SETTINGS, store, interval_s=0.01).start()
+    try:
+        with caplog.at_level("INFO", logger="vb2po.live_settings"):
+            store.failing = True
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline and not any("could not read" in r.message for r in caplog.records):
+                time.sleep(0.01)
+            time.sleep(0.2)  # twenty rounds while failing
+            store.put(Overrides(1, {"credit_block_sync": False}, "ida", "2026-11-27T12:00:00+00:00"))
+            store.failing = False
+            while time.monotonic() < deadline and live.overrides.version != 1:
+                time.sleep(0.01)
+    finally:
+        live.close()
+    assert live.settings.credit_block_sync is False
+    messages = [r.message for r in caplog.records]
+    assert sum("could not read the settings topic" in m for m in messages) == 1
+    assert any("answers again" in m for m in messages)
