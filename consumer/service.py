@@ -30,7 +30,7 @@ from vb2po.kafka.clients import event_consumer, partitions_of, plain_producer
 from vb2po.kafka.topics import ensure_topics
 from vb2po.live_settings import LiveSettings, follow_settings, version_in
 from vb2po.poweroffice.client import PowerOfficeClient
-from vb2po.poweroffice.ratelimit import consumer_limiter
+from vb2po.poweroffice.ratelimit import limiter_for
 from vb2po.settings import Settings
 from vb2po.visma.db import VismaDatabase
 
@@ -41,7 +41,7 @@ LAG_REFRESH_S = 5.0
 
 def build_apis(settings: Settings, routes: dict[int, Route]) -> dict[int, PowerOfficeClient]:
     po = settings.poweroffice
-    limiter = consumer_limiter(po, settings.consumer.instances)  # one budget per process
+    limiter = limiter_for(po.requests_per_second, settings.consumer.instances)  # one budget per process
     return {
         company_no: PowerOfficeClient(
             api_url=po.api_url, token_url=po.token_url, application_key=po.application_key,

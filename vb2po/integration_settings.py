@@ -66,6 +66,15 @@ class Overrides:
                          data.get("changed_at"))
 
 
+def client_field(path: str) -> tuple[str, str] | None:
+    """`invoice_clients.<name>.<field>` -> (name, field); None for any other path. A client's
+    name may itself hold dots: the field is what follows the last one."""
+    if not path.startswith("invoice_clients."):
+        return None
+    name, _, name_field = path[len("invoice_clients."):].rpartition(".")
+    return name, name_field
+
+
 def editable_paths(settings: Settings) -> list[str]:
     """Every path that can be changed in these settings (one pair per invoice client)."""
     paths = [p for p in EDITABLE if "<client>" not in p]
@@ -77,8 +86,8 @@ def editable_paths(settings: Settings) -> list[str]:
 def check_path(settings: Settings, path: str) -> None:
     if path in editable_paths(settings):
         return
-    if path.startswith("invoice_clients."):
-        name, _, rest = path[len("invoice_clients."):].rpartition(".")
+    if (parts := client_field(path)) is not None:
+        name = parts[0]
         known = [c.name for c in settings.invoice_clients]
         if name not in known:
             raise ChangeRefused(f"no invoice client {name!r}", f"known invoice clients: {known}")
@@ -99,8 +108,8 @@ def _json_value(value: Any) -> Any:
 
 def value_at(settings: Settings, path: str) -> Any:
     """The current value at an editable path, as JSON."""
-    if path.startswith("invoice_clients."):
-        name, _, name_field = path[len("invoice_clients."):].rpartition(".")
+    if (parts := client_field(path)) is not None:
+        name, name_field = parts
         return _json_value(getattr(settings.client(name), name_field))
     value: Any = settings
     for part in path.split("."):
@@ -110,8 +119,8 @@ def value_at(settings: Settings, path: str) -> Any:
 
 def _put(data: dict, path: str, value: Any) -> bool:
     """Set `path` in a settings mapping; False when it names an invoice client that is gone."""
-    if path.startswith("invoice_clients."):
-        name, _, name_field = path[len("invoice_clients."):].rpartition(".")
+    if (parts := client_field(path)) is not None:
+        name, name_field = parts
         for client in data["invoice_clients"]:
             if client["name"] == name:
                 client[name_field] = value

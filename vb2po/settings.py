@@ -48,6 +48,12 @@ class InvoiceClientSettings(_Section):
     company_no: int | None = Field(None, description="Visma company; the default company when unset")
 
 
+# Consumers keep to this share of PowerOffice's budget (it counts a sliding second: room for jitter);
+# the rest is where operator actions fit (vb2po.poweroffice.ratelimit).
+RATE_HEADROOM = 0.97
+OPERATOR_RATE_DEFAULT = 0.3
+
+
 class PowerOfficeSettings(_Section):
     api_url: str = "https://goapi.poweroffice.net/v2"
     token_url: str = "https://goapi.poweroffice.net/OAuth/Token"
@@ -56,13 +62,13 @@ class PowerOfficeSettings(_Section):
     timeout_s: float = 10.0
     requests_per_second: float = Field(10.0, ge=0, description="PowerOffice's budget per subscription key; 0: no limit")
     operator_requests_per_second: float = Field(
-        0.3, gt=0, description="calls/s for reconcile (many calls, run by the producer); the default fits "
+        OPERATOR_RATE_DEFAULT, gt=0, description="calls/s for reconcile (many calls, run by the producer); the default fits "
                                "in the 3 % of requests_per_second the consumers leave free")
 
     @model_validator(mode="after")
     def _operators_fit(self) -> "PowerOfficeSettings":
-        free = self.requests_per_second * (1 - 0.97)
-        if self.requests_per_second > 0 and self.operator_requests_per_second > max(free, 0.3) + 1e-9:
+        free = self.requests_per_second * (1 - RATE_HEADROOM)
+        if self.requests_per_second > 0 and self.operator_requests_per_second > max(free, OPERATOR_RATE_DEFAULT) + 1e-9:
             raise ValueError(f"poweroffice.operator_requests_per_second ({self.operator_requests_per_second}) must fit "
                              f"in what the consumers leave free of requests_per_second ({free:.2f}/s); "
                              "more would make PowerOffice refuse calls with 429")

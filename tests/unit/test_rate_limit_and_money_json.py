@@ -3,7 +3,7 @@ from decimal import Decimal
 import pytest
 
 from vb2po.poweroffice.jsonmoney import dumps
-from vb2po.poweroffice.ratelimit import RateLimiter, Unlimited, consumer_limiter, limiter_for, operator_limiter
+from vb2po.poweroffice.ratelimit import RateLimiter, Unlimited, limiter_for, operator_limiter
 from vb2po.settings import PowerOfficeSettings
 
 
@@ -43,12 +43,12 @@ def test_amounts_go_on_the_wire_with_their_exact_digits(amount, text):
 
 def test_operator_actions_fit_in_the_headroom_the_consumers_leave():
     po = PowerOfficeSettings(requests_per_second=10)
-    consumers, operators = consumer_limiter(po, instances=2), operator_limiter(po)
+    consumers, operators = limiter_for(po.requests_per_second, instances=2), operator_limiter(po)
     assert consumers.rate == pytest.approx(10 / 2 * 0.97) and operators.rate == pytest.approx(0.3)
     assert 2 * consumers.rate + operators.rate <= 10 + 1e-9  # together within PowerOffice's budget
     assert operator_limiter(po) is operators  # one bucket per process for every operator action
     unlimited = PowerOfficeSettings(requests_per_second=0)
-    assert isinstance(consumer_limiter(unlimited, 1), Unlimited) and isinstance(operator_limiter(unlimited), Unlimited)
+    assert isinstance(limiter_for(unlimited.requests_per_second, 1), Unlimited) and isinstance(operator_limiter(unlimited), Unlimited)
 
 
 def test_an_operator_rate_beyond_the_headroom_is_refused():

@@ -315,6 +315,11 @@ def run_checks(settings: Settings, *, with_changes: bool = False) -> list[Findin
         findings += check_company(settings, company)
     for client in settings.invoice_clients:
         findings += check_client(settings, client)
+    return redacted(findings, settings)
+
+
+def redacted(findings: Iterable[Finding], settings: Settings) -> list[Finding]:
+    """The findings with every secret of `settings` masked (a driver error may quote one)."""
     redactor = Redactor.from_settings(settings)
     return [Finding(f.level, f.subject, redactor.text(f.message), redactor.text(f.fix)) for f in findings]
 

@@ -10,12 +10,11 @@ from datetime import datetime
 from typing import Any, Callable, Iterable
 
 from vb2po.integration_settings import (
-    VISMA_PATHS, Change, ChangeRefused, editable_paths, plan_change, value_at,
+    VISMA_PATHS, Change, ChangeRefused, client_field, editable_paths, plan_change, value_at,
 )
 from vb2po.live_settings import LiveSettings
-from vb2po.operator.config_check import Finding, check_client, check_company, check_settings, failed
+from vb2po.operator.config_check import Finding, check_client, check_company, check_settings, failed, redacted
 from vb2po.operator.errors import Conflict, Invalid
-from vb2po.operator.redact import Redactor
 
 Verify = Callable[[Change], list[Finding]]
 
@@ -29,14 +28,13 @@ def verify_against_systems(change: Change) -> list[Finding]:
     if paths & set(VISMA_PATHS):
         for company in settings.companies:
             findings += check_company(settings, company)
-    changed_clients = {p.split(".")[1] for p in paths if p.startswith("invoice_clients.")}
+    changed_clients = {parts[0] for p in paths if (parts := client_field(p)) is not None}
     if "default_company_no" in paths:
         changed_clients |= {c.name for c in settings.invoice_clients if c.company_no is None}
     for client in settings.invoice_clients:
         if client.name in changed_clients:
             findings += check_client(settings, client)
-    redactor = Redactor.from_settings(settings)
-    return [Finding(f.level, f.subject, redactor.text(f.message), redactor.text(f.fix)) for f in findings]
+    return redacted(findings, settings)
 
 
 def change_settings(live: LiveSettings, *, set_values: dict[str, Any], reset: Iterable[str], actor: str, now: datetime,

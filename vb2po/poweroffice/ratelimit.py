@@ -9,14 +9,14 @@ Each share is a token bucket that all PowerOffice clients of the process share.
 """
 from __future__ import annotations
 
+import functools
 import threading
 import time
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 from vb2po import metrics
-
-if TYPE_CHECKING:
-    from vb2po.settings import PowerOfficeSettings
+from vb2po.settings import RATE_HEADROOM as HEADROOM
+from vb2po.settings import PowerOfficeSettings
 
 
 class RateLimiter:
@@ -55,9 +55,6 @@ class Unlimited:
         return 0.0
 
 
-HEADROOM = 0.97  # PowerOffice counts arrivals in a sliding second: leave room for network jitter
-
-
 def limiter_for(requests_per_second: float, instances: int) -> RateLimiter | Unlimited:
     """This process's share of the subscription key's budget; 0 turns the limit off.
 
@@ -69,19 +66,11 @@ def limiter_for(requests_per_second: float, instances: int) -> RateLimiter | Unl
     return RateLimiter(share, burst=1.0)
 
 
-def consumer_limiter(po: "PowerOfficeSettings", instances: int) -> RateLimiter | Unlimited:
-    """One consumer process's share of the budget (with the headroom the operators' calls fit in)."""
-    return limiter_for(po.requests_per_second, instances)
+def operator_limiter(po: PowerOfficeSettings) -> RateLimiter | Unlimited:
+    """The operators' rate: one bucket per process, shared by concurrent reconciles."""
+    return _operator_bucket(po.operator_requests_per_second if po.requests_per_second > 0 else 0.0)
 
 
-_operator_limiters: dict[float, RateLimiter | Unlimited] = {}
-_operator_lock = threading.Lock()
-
-
-def operator_limiter(po: "PowerOfficeSettings") -> RateLimiter | Unlimited:
-    """The operators' rate, one bucket per process, shared by concurrent reconciles and checks."""
-    rate = po.operator_requests_per_second if po.requests_per_second > 0 else 0.0
-    with _operator_lock:
-        if rate not in _operator_limiters:
-            _operator_limiters[rate] = RateLimiter(rate, burst=1.0) if rate > 0 else Unlimited()
-        return _operator_limiters[rate]
+@functools.lru_cache(maxsize=None)
+def _operator_bucket(rate: float) -> RateLimiter | Unlimited:
+    return RateLimiter(rate, burst=1.0) if rate > 0 else Unlimited()
