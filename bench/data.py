@@ -23,16 +23,13 @@ from typing import Iterable, Iterator
 from devstack.dataset import VOUCHER_TYPE_PAYMENT, CustTrRow, DatasetSpec, custtr_rows
 from devstack.postgres import PostgresServer
 from devstack.visma_seed import CUSTTR_INSERT_COLUMNS, chunks, create_tables, custtr_values, insert_custtr
+from producer.company import yyyymmdd
 from vb2po.visma.db import VismaDatabase
 
 # The dataset's first day: every generated payment is on or after it, so every payment with
 # an invoice number is one the producer selects.
 LOOKBACK = date(2025, 12, 1)
 PROGRESS_EVERY_S = 2.0
-
-
-def yyyymmdd(day: date) -> int:
-    return day.year * 10000 + day.month * 100 + day.day
 
 
 def is_selected_payment(row: CustTrRow, lookback: date = LOOKBACK) -> bool:

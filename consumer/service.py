@@ -114,7 +114,6 @@ class ConsumerService:
             self.payments, credit_blocks, KafkaDeadLetterSink(self._dlq_producer, settings.kafka.topics.dead_letters),
             already_marked=self.payments.already_marked)
         self._partitions = _Partitions()
-        self._routes = routes
 
     def _release(self) -> None:
         if self.denied is not None:
@@ -129,7 +128,7 @@ class ConsumerService:
         for company_no, api in self.apis.items():
             try:
                 customers = api.prefetch_all_customers()
-                api.account_id(self._routes[company_no].client.bank_account)
+                api.account_id(self.payments.routes[company_no].client.bank_account)
                 log.info("company %s: %s PowerOffice customers cached", company_no, customers)
             except Vb2poError as exc:
                 log.warning("company %s: could not prefetch PowerOffice ids (%s); they are looked up when needed",
@@ -174,18 +173,22 @@ class ConsumerService:
                 polled = consumer.poll(timeout_ms=consumer_settings.poll_timeout_ms)
                 if self._produced_under_newer_settings(polled):
                     break  # nothing of this poll is started: the next session reads it again
+                partitions: dict[TopicPartition, tuple[PartitionOffsets, int]] = {}
+                batch: list[Record] = []
                 for tp, records in polled.items():
                     tracker = self._partitions.trackers.setdefault(tp, PartitionOffsets())
-                    generation = self._partitions.generation.get(tp, 0)
+                    partitions[tp] = (tracker, self._partitions.generation.get(tp, 0))
                     # a record fetched again after a rebalance (in flight or done already) is left out
-                    batch = [Record(r.topic, r.partition, r.offset, r.key, r.value)
-                             for r in records if tracker.started(r.offset)]
-                    for item in self.handler.prepare(batch):
-                        if item.done:  # already marked in Visma: finished without a lane
-                            tracker.finished(item.record.offset)
-                        else:
-                            lanes.submit(item.record.key or (tp.topic, tp.partition),
-                                         self._task(tp, generation, tracker, item.record, item.event))
+                    batch += [Record(r.topic, r.partition, r.offset, r.key, r.value)
+                              for r in records if tracker.started(r.offset)]
+                for item in self.handler.prepare(batch):  # the whole poll: one marker look-up per company
+                    tp = TopicPartition(item.record.topic, item.record.partition)
+                    tracker, generation = partitions[tp]
+                    if item.done:  # already marked in Visma: finished without a lane
+                        tracker.finished(item.record.offset)
+                    else:
+                        lanes.submit(item.record.key or (tp.topic, tp.partition),
+                                     self._task(tp, generation, tracker, item.record, item.event))
                 self.commit(self._partitions.trackers)
                 if lanes.pending >= consumer_settings.max_in_flight:  # back-pressure: poll (heartbeats), fetch nothing
                     consumer.pause(*consumer.assignment())

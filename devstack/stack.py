@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from vb2po.settings import Settings
+from vb2po.settings import Settings, TopicSettings
 
 
 @dataclass(frozen=True)
@@ -60,16 +60,7 @@ def settings_dict(
         "kafka": {
             "bootstrap_servers": bootstrap_servers,
             "consumer_group": f"{namespace}-consumer",
-            "topics": {
-                "payments": f"{namespace}.payments",
-                "credit_blocks": f"{namespace}.credit-blocks",
-                "dead_letters": f"{namespace}.dead-letters",
-                "producer_state": f"{namespace}.producer-state",
-                "consumer_state": f"{namespace}.consumer-state",
-                "integration_settings": f"{namespace}.integration-settings",
-                "partitions": partitions,
-                "replication_factor": 1,
-            },
+            "topics": {**namespaced_topics(namespace), "partitions": partitions, "replication_factor": 1},
         },
         "producer": {"poll_interval_s": poll_interval_s, "settle_s": settle_s, "page_size": 2000},
         "metrics_port": metrics_port,
@@ -77,6 +68,12 @@ def settings_dict(
     for key, value in (extra or {}).items():
         data[key] = value
     return data
+
+
+def namespaced_topics(namespace: str) -> dict[str, str]:
+    """Every topic vb2po uses, named under `namespace` (vb2po.payments -> <namespace>.payments)."""
+    return {key: f"{namespace}.{name.removeprefix('vb2po.')}"
+            for key, name in TopicSettings().model_dump().items() if isinstance(name, str)}
 
 
 def write_settings(path: Path, data: dict[str, Any]) -> Path:

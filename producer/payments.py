@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Callable
 from zoneinfo import ZoneInfo
 
-from producer.company import CompanySource
+from producer.company import CompanySource, yyyymmdd
 from producer.cursor import advance, is_after, visma_clock
 from producer.publisher import Outgoing, Publisher
 from producer.rows import BadRow, PaymentRow, payment_event, visma_change_time, visma_date
@@ -99,8 +99,7 @@ class PaymentPoller:
         an idle poll seeks from a recent position instead of walking everything since the last
         payment (or, on a first start where every row is marked, the whole table). Keeping a day
         behind leaves late commits of that day to the normal poll; older ones are the sweep's."""
-        day_before = visma_date(upper[0]) - timedelta(days=1)
-        floor = day_before.year * 10000 + day_before.month * 100 + day_before.day
+        floor = yyyymmdd(visma_date(upper[0]) - timedelta(days=1))
         cursor = self.state.payments_cursor
         if cursor is not None and cursor.ch_dt >= floor:
             return

@@ -179,8 +179,6 @@ class ProducerService:
         self.settings = settings
         for worker in self.workers.values():
             worker.reconfigure(settings, overrides.version)
-        if self.admin is not None:
-            self.admin.context.settings = settings
 
     def fetch_now(self, client: str | None = None) -> dict[int, PollOutcome]:
         """Poll now for one invoice client's company, or (client None) for every company."""

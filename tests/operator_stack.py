@@ -49,7 +49,6 @@ def operator_settings(kafka_bootstrap: str, sandbox, companies: dict[int, str], 
         application_key=sandbox.application_key, subscription_key=sandbox.subscription_key, clients=clients,
         lookback=lookback, namespace=namespace, partitions=3, settle_s=0.2, poll_interval_s=0.2,
     )
-    data["kafka"]["topics"].update(admin_tokens=f"{namespace}.admin-tokens", audit=f"{namespace}.audit")
     data["admin"] = {"enabled": True, "port": 0, "groups": GROUPS, "users": USERS, **(admin or {})}
     data["producer"].update(producer or {})
     data.update(extra)

@@ -59,7 +59,6 @@ def api():
     checks = Checks()
     context = AdminContext(SETTINGS, tokens_store, audit, FakeProducer(), Redactor.from_settings(SETTINGS), live=live,
                            verify_change=checks)
-    live.subscribe(lambda settings, overrides: setattr(context, "settings", settings))
     with BackgroundServer(create_admin_app(context)) as server:
         def call(method, path, user=None, **kw):
             headers = {"Authorization": f"Bearer {tokens[user]}"} if user else {}

@@ -60,7 +60,7 @@ OUTCOMES = {401: "unauthenticated", 403: "denied", 404: "not_found", 409: "confl
 
 @dataclass
 class AdminContext:
-    settings: Settings
+    file_settings: Settings
     tokens: TokenStore
     audit: AuditLog
     producer: ProducerView
@@ -70,6 +70,11 @@ class AdminContext:
     verify_change: Verify = verify_against_systems  # a change is checked against Visma and PowerOffice first
     fetches: JobRegistry[FetchJob] = field(default_factory=lambda: JobRegistry("fetch"))
     reconciles: JobRegistry[ReconcileJob] = field(default_factory=lambda: JobRegistry("reconcile"))
+
+    @property
+    def settings(self) -> Settings:
+        """What the producer runs with: the file's settings plus the operators' changes."""
+        return self.live.settings if self.live is not None else self.file_settings
 
 
 class _Body(BaseModel):

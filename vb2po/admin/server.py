@@ -36,7 +36,7 @@ class AdminServer:
 
 def serve_admin(settings: Settings, service: "ProducerService", live: LiveSettings | None = None) -> AdminServer:
     """Start the admin API (the topics exist: the producer created them just before)."""
-    context = AdminContext(settings=settings, tokens=KafkaTokenStore(settings.kafka), audit=KafkaAuditLog(settings.kafka),
+    context = AdminContext(file_settings=settings, tokens=KafkaTokenStore(settings.kafka), audit=KafkaAuditLog(settings.kafka),
                            producer=RunningProducer(service), redactor=Redactor.from_settings(settings), live=live)
     server = BackgroundServer(create_admin_app(context), settings.admin.bind_address, settings.admin.port,
                               name="admin").start()

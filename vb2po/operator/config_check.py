@@ -107,6 +107,11 @@ def _reachable(servers: str, timeout_s: float) -> list[str]:
 
 
 def check_kafka(settings: Settings, timeout_s: float = 5) -> list[Finding]:
+    return _check_kafka(settings, timeout_s)[0]
+
+
+def _check_kafka(settings: Settings, timeout_s: float) -> tuple[list[Finding], set[str]]:
+    """The findings, and the topics that exist (none when Kafka cannot be asked)."""
     from vb2po.kafka.clients import admin_client
     from vb2po.kafka.topics import wanted_topics
 
@@ -114,7 +119,7 @@ def check_kafka(settings: Settings, timeout_s: float = 5) -> list[Finding]:
     errors = _reachable(kafka.bootstrap_servers, timeout_s)
     if errors:
         return [Finding(FAIL, "kafka", "no bootstrap server answers: " + "; ".join(errors),
-                        "check kafka.bootstrap_servers (host:port,...) and that the brokers run and are reachable")]
+                        "check kafka.bootstrap_servers (host:port,...) and that the brokers run and are reachable")], set()
     try:
         admin = admin_client(kafka)
         try:
@@ -124,10 +129,10 @@ def check_kafka(settings: Settings, timeout_s: float = 5) -> list[Finding]:
     except Exception as exc:  # noqa: BLE001 - any client failure is the finding
         return [Finding(FAIL, "kafka", f"connected, but the Kafka client failed: {type(exc).__name__}: {exc}",
                         "check kafka.security_protocol, the SASL settings (sasl_mechanism, sasl_username, "
-                        "sasl_password) and the TLS files (ssl_cafile, ssl_certfile, ssl_keyfile)")]
+                        "sasl_password) and the TLS files (ssl_cafile, ssl_certfile, ssl_keyfile)")], set()
     missing = [t.name for t in wanted_topics(kafka) if t.name not in existing]
     note = f"; missing topics {', '.join(missing)} are created by the producer at start" if missing else ""
-    return [Finding(OK, "kafka", f"{kafka.bootstrap_servers} answers ({kafka.security_protocol}){note}")]
+    return [Finding(OK, "kafka", f"{kafka.bootstrap_servers} answers ({kafka.security_protocol}){note}")], existing
 
 
 # -- Visma ----------------------------------------------------------------------------------
@@ -265,13 +270,13 @@ def check_client(settings: Settings, client: InvoiceClientSettings) -> list[Find
                                  f"{settings.company_of(client)}")]
 
 
-def with_operator_changes(settings: Settings) -> tuple[Settings, list[Finding]]:
+def with_operator_changes(settings: Settings, existing_topics: set[str]) -> tuple[Settings, list[Finding]]:
     """The settings file plus what operators changed through the admin API (read from Kafka):
     the services run with these, so they are what gets checked."""
     from vb2po.integration_settings import apply_what_fits
     from vb2po.live_settings import KafkaOverridesStore
 
-    if settings.kafka.topics.integration_settings not in _existing_topics(settings):
+    if settings.kafka.topics.integration_settings not in existing_topics:
         return settings, []
     try:
         store = KafkaOverridesStore(settings.kafka, catch_up_timeout_s=5)
@@ -292,24 +297,14 @@ def with_operator_changes(settings: Settings) -> tuple[Settings, list[Finding]]:
     return applied.settings, findings
 
 
-def _existing_topics(settings: Settings) -> set[str]:
-    from vb2po.kafka.clients import admin_client
-
-    admin = admin_client(settings.kafka)
-    try:
-        return set(admin.list_topics())
-    finally:
-        admin.close()
-
-
 def run_checks(settings: Settings, *, with_changes: bool = False) -> list[Finding]:
     """Every check; `with_changes`: first apply what operators changed through the admin API
     (when Kafka answers), since that is what the services run with."""
     findings = check_settings(settings)
-    kafka = check_kafka(settings)
+    kafka, topics = _check_kafka(settings, timeout_s=5)
     findings += kafka
     if with_changes and not failed(kafka):
-        settings, changes = with_operator_changes(settings)
+        settings, changes = with_operator_changes(settings, topics)
         findings += changes
     for company in settings.companies:
         findings += check_company(settings, company)
