@@ -35,8 +35,8 @@ from devstack.dataset import invoices
 from devstack.kafka import KafkaCluster
 from devstack.ports import free_ports
 from devstack.stack import to_settings, write_settings
-from vb2po.admin.token_store import KafkaTokenStore
-from vb2po.admin.tokens import issue
+from admin.api.token_store import KafkaTokenStore
+from admin.api.tokens import issue
 from vb2po.kafka.topics import ensure_topics
 
 FIRST_LOOKBACK = date(2025, 12, 1)

@@ -147,7 +147,6 @@ class ProducerService:
         self.workers: dict[int, CompanyWorker] = {}
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self.admin = None  # the admin API server, when settings.admin.enabled
         self.live: LiveSettings | None = None
 
     def start(self) -> "ProducerService":
@@ -165,12 +164,6 @@ class ProducerService:
             n = company.company_no
             publishers[n].settings_version = self.live.overrides.version
             self.workers[n] = CompanyWorker(self.settings, company, states.get(n, CompanyState(n)), publishers[n])
-        if self.settings.admin.enabled:
-            # Served here, not by a process of its own: fetch now must poll through these workers,
-            # since a second producer for a company would fence this one.
-            from vb2po.admin.server import serve_admin
-
-            self.admin = serve_admin(self.settings, self, self.live)
         self.live.subscribe(self.reconfigure)
         return self
 
@@ -234,8 +227,6 @@ class ProducerService:
 
     def close(self) -> None:
         self.stop()
-        if self.admin is not None:
-            self.admin.stop()
         if self.live is not None:
             self.live.close()
         for worker in self.workers.values():

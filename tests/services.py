@@ -6,6 +6,7 @@ import time
 from contextlib import contextmanager
 from typing import Callable, Iterator, TypeVar
 
+from admin.api.server import serve_admin
 from consumer.service import ConsumerService
 from producer.service import ProducerService
 from vb2po.settings import Settings
@@ -42,6 +43,8 @@ def running(settings: Settings, *, producer: bool = True, consumer: bool = True)
     if producer:
         services["producer"] = ProducerService(settings).start()
         threads.append(threading.Thread(target=guarded(services["producer"].run), daemon=True))
+        if settings.admin.enabled:  # composed as `vb2po producer` does
+            services["admin"] = serve_admin(settings, services["producer"], services["producer"].live)
     if consumer:
         services["consumer"] = ConsumerService(settings)
         threads.append(threading.Thread(target=guarded(services["consumer"].run), daemon=True))
@@ -54,7 +57,8 @@ def running(settings: Settings, *, producer: bool = True, consumer: bool = True)
             s.stop()
         for t in threads:
             t.join(timeout=30)
-        for s in services.values():
-            s.close()
+        for name, s in services.items():
+            if name != "admin":
+                s.close()
     if errors:
         raise errors[0]

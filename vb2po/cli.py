@@ -20,7 +20,7 @@ def _settings_problem(args: argparse.Namespace, exc: Exception) -> str:
     """What is wrong with the settings, never quoting a value (it may be a secret)."""
     from pydantic import ValidationError
 
-    from vb2po.operator.config_check import settings_errors
+    from admin.actions.config_check import settings_errors
 
     source = args.config or "$" + settings_module.CONFIG_ENV
     if isinstance(exc, ValidationError):
@@ -58,10 +58,19 @@ def cmd_producer(args: argparse.Namespace) -> int:
         serve_ops(settings.metrics_bind_address, settings.metrics_port, producer_checks(settings))
     service = ProducerService(settings)
     _stop_on_signals(service.stop)  # before start(): a SIGTERM while starting still stops cleanly
+    admin_server = None
     try:
         service.start()
+        if settings.admin.enabled:
+            # Served by the producer process, not one of its own: fetch now must poll through these
+            # company workers, since a second producer for a company would fence this one.
+            from admin.api.server import serve_admin
+
+            admin_server = serve_admin(settings, service, service.live)
         service.run()
     finally:
+        if admin_server is not None:
+            admin_server.stop()
         service.close()
     return 0
 
@@ -89,7 +98,7 @@ def cmd_consumer(args: argparse.Namespace) -> int:
 
 def _consume_until_caught_up(settings: settings_module.Settings, service) -> int:
     """Run the consumer until its group has no record left to process, then stop."""
-    from vb2po.operator.kafka_view import KafkaView
+    from admin.actions.kafka_view import KafkaView
 
     kafka = settings.kafka
     errors: list[BaseException] = []
@@ -121,13 +130,13 @@ def _consume_until_caught_up(settings: settings_module.Settings, service) -> int
 
 
 def cmd_config(args: argparse.Namespace) -> int:
-    from vb2po.admin import commands
+    from admin.cli import commands
 
     if args.config_command == "show":
         return commands.run_api_command(commands.config_show, args, lambda: settings_module.load(args.config))
     if args.config_command in ("set", "reset"):
         return commands.run_api_command(commands.config_change, args, lambda: settings_module.load(args.config))
-    from vb2po.operator.config_check import failed, render, run_checks
+    from admin.actions.config_check import failed, render, run_checks
 
     try:
         settings = settings_module.load(args.config)
@@ -147,7 +156,7 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def cmd_token(args: argparse.Namespace) -> int:
-    from vb2po.admin import commands
+    from admin.cli import commands
 
     if args.local:
         return commands.token_local(args, _load(args))
@@ -156,7 +165,7 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 def _api_command(name: str):
     def run(args: argparse.Namespace) -> int:
-        from vb2po.admin import commands
+        from admin.cli import commands
 
         return commands.run_api_command(getattr(commands, name), args, lambda: settings_module.load(args.config))
     return run

@@ -18,7 +18,7 @@ from devstack.visma_seed import create_tables, sqlite_connection_string
 from tests.fixtures.sandbox import SANDBOX_CLIENT_KEY
 from tests.operator_stack import ODBC_PASSWORD, USER_OF, Api, make_settings, operator_settings, run_cli, settings_file, token_for
 from tests.services import running, wait_for
-from vb2po.admin.audit import read_audit
+from admin.api.audit import read_audit
 from vb2po.visma.db import VismaDatabase
 
 pytestmark = pytest.mark.integration
@@ -35,7 +35,7 @@ def stack(kafka_bootstrap, sandbox_server, tmp_path_factory):
     settings = make_settings(data)
     with running(settings, consumer=False) as services:
         tokens = {user: token_for(settings, user) for user in ("ida", "otto", "frida", "alma", "nils")}
-        yield {"settings": settings, "url": services["producer"].admin.url, "tokens": tokens,
+        yield {"settings": settings, "url": services["admin"].url, "tokens": tokens,
                "path": settings_file(tmp, data), "data": data}
 
 

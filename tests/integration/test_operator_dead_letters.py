@@ -16,7 +16,7 @@ from tests.builders import payment_row
 from tests.fixtures.sandbox import SANDBOX_CLIENT_KEY
 from tests.operator_stack import make_settings, operator_settings, run_cli, token_for
 from tests.services import running, wait_for
-from vb2po.operator.kafka_view import KafkaView
+from admin.actions.kafka_view import KafkaView
 from vb2po.visma.db import VismaDatabase
 
 pytestmark = pytest.mark.integration
@@ -47,7 +47,7 @@ def test_dead_letters_are_listed_shown_and_redriven_one_a_selection_and_all_with
         insert_custtr(db, rows)
 
     with running(settings) as services:
-        cli = ["--admin-url", services["producer"].admin.url, "--token", token]
+        cli = ["--admin-url", services["admin"].url, "--token", token]
 
         def letters(*args):
             code, out, err = run_cli(capsys, "dead-letters", "list", "--json", *args, *cli)

@@ -50,7 +50,7 @@ def stack(kafka_bootstrap, fetch_sandbox, tmp_path):
     settings = make_settings(operator_settings(kafka_bootstrap, fetch_sandbox, dbs, CLIENT_KEYS,
                                                producer={"poll_interval_s": 3600}))
     with running(settings) as services:
-        url = services["producer"].admin.url
+        url = services["admin"].url
         tokens = {u: token_for(settings, u) for u in ("ida", "otto", "frida")}
         # The producer polls every company once at start; after that only fetch now does.
         wait_for(lambda: all(c["last_poll_at"] for c in Api(url, tokens["ida"]).get("/v1/status").json()["companies"]),

@@ -97,7 +97,7 @@ def test_reconcile_finds_the_missing_payments_before_the_sync_and_only_lookback_
     to_apply = sum(1 for r in custtr_rows(SPEC) if r.is_payment and r.invo_no and r.vo_dt >= LOOKBACK_DT)
 
     with running(settings, consumer=False) as services:  # published, not applied: PowerOffice lacks them all
-        cli = ["--admin-url", services["producer"].admin.url, "--token", token]
+        cli = ["--admin-url", services["admin"].url, "--token", token]
         code, out, err = run_cli(capsys, "reconcile", "--client", "client-1", "--format", "csv", *cli)
         assert code == 0, err
         assert "asking PowerOffice for invoices" in err  # the progress
@@ -111,7 +111,7 @@ def test_reconcile_finds_the_missing_payments_before_the_sync_and_only_lookback_
 
     with running(settings) as services:
         wait_for(lambda: payments_marked(seeded_company) == to_apply, timeout=120, what="every payment applied")
-        cli = ["--admin-url", services["producer"].admin.url, "--token", token]
+        cli = ["--admin-url", services["admin"].url, "--token", token]
         code, out, err = run_cli(capsys, "reconcile", "--format", "json", *cli)
         assert code == 0, err
         [result] = json.loads(out)["results"]

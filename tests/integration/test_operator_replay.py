@@ -15,8 +15,8 @@ from tests.builders import payment_row
 from tests.fixtures.sandbox import SANDBOX_CLIENT_KEY
 from tests.operator_stack import make_settings, operator_settings, run_cli, settings_file, token_for
 from tests.services import running, wait_for
-from vb2po.admin.audit import read_audit
-from vb2po.operator.kafka_view import KafkaView
+from admin.api.audit import read_audit
+from admin.actions.kafka_view import KafkaView
 from vb2po.visma.db import VismaDatabase
 
 pytestmark = pytest.mark.integration
@@ -52,7 +52,7 @@ def vouchers(sandbox_server, keys) -> list[int]:
 
 
 def replay(capsys, setup, services, *args):
-    return run_cli(capsys, "replay", *args, "--admin-url", services["producer"].admin.url, "--token", setup["token"])
+    return run_cli(capsys, "replay", *args, "--admin-url", services["admin"].url, "--token", setup["token"])
 
 
 def group_state(settings, group=None):
@@ -103,7 +103,7 @@ def test_replaying_from_the_beginning_after_stopping_the_consumers_registers_no_
 
     with running(settings) as services:  # the consumers start again and process both events again
         wait_for(lambda: left(settings) == 0, timeout=90, what="the consumers to catch up")
-        code, out, _ = run_cli(capsys, "status", "--json", "--admin-url", services["producer"].admin.url,
+        code, out, _ = run_cli(capsys, "status", "--json", "--admin-url", services["admin"].url,
                                "--token", setup["token"])
         assert code == 0 and json.loads(out)["consumer"]["lag"] == {"payments": 0, "credit-blocks": 0}
     assert vouchers(sandbox_server, keys) == [1, 1]  # idempotent: no new voucher in PowerOffice

@@ -43,7 +43,7 @@ def stack(kafka_bootstrap, settings_sandbox, tmp_path):
     data = operator_settings(kafka_bootstrap, settings_sandbox, {1: db}, {1: CLIENT_KEY}, producer={"sweep_grace_s": 0})
     settings = make_settings(data)
     with running(settings) as services:
-        url = services["producer"].admin.url
+        url = services["admin"].url
         tokens = {u: token_for(settings, u) for u in ("ida", "otto", "frida")}
         yield {"settings": settings, "url": url, "tokens": tokens, "db": db, "sandbox": settings_sandbox,
                "unpaid": iter([i for i in invoices(SPEC) if i.balance_before_sync > 0]), "services": services,

@@ -38,7 +38,7 @@ def test_status_shows_polls_lags_dead_letters_and_blocked_customers_per_company(
                                                producer={"poll_interval_s": 3600}))
     token = token_for(settings, "ida")
     with running(settings, consumer=False) as services:
-        url = services["producer"].admin.url
+        url = services["admin"].url
         api = Api(url, token)
         first = wait_for(lambda: (c := api.get("/v1/status").json()["companies"][0])["last_poll_at"]
                          and c["dead_letters_open"] and c, timeout=60, what="the first poll and its dead letter")

@@ -14,7 +14,7 @@ from sandbox.server import SandboxServer
 from tests.fixtures.sandbox import SANDBOX_CLIENT_KEY, SANDBOX_SPEC
 from vb2po.errors import TerminalError, TransientError
 from vb2po.poweroffice import PaymentPosting, PowerOfficeApi, PowerOfficeClient
-from vb2po.poweroffice.fake import FakePowerOffice
+from tests.fakes.poweroffice import FakePowerOffice
 
 pytestmark = pytest.mark.integration
 

@@ -8,13 +8,13 @@ import pytest
 import requests
 
 from producer.payments import PollOutcome
-from vb2po.admin.app import AdminContext, create_admin_app
-from vb2po.admin.audit import MemoryAuditLog
-from vb2po.admin.token_store import MemoryTokenStore
-from vb2po.admin.tokens import issue
+from admin.api.app import AdminContext, create_admin_app
+from admin.api.audit import MemoryAuditLog
+from admin.api.token_store import MemoryTokenStore
+from admin.api.tokens import issue
 from vb2po.http_server import BackgroundServer
-from vb2po.operator.producer_view import FakeProducer
-from vb2po.operator.redact import Redactor
+from admin.actions.producer_view import FakeProducer
+from admin.actions.redact import Redactor
 from vb2po.settings import Settings
 
 SETTINGS = Settings(

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from vb2po.operator.redact import Redactor, settings_for_display
+from admin.actions.redact import Redactor, settings_for_display
 from vb2po.settings import Settings
 
 SETTINGS = Settings(

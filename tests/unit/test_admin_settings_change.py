@@ -9,16 +9,16 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import requests
 
-from vb2po.admin.app import AdminContext, create_admin_app
-from vb2po.admin.audit import MemoryAuditLog
-from vb2po.admin.token_store import MemoryTokenStore
-from vb2po.admin.tokens import issue
+from admin.api.app import AdminContext, create_admin_app
+from admin.api.audit import MemoryAuditLog
+from admin.api.token_store import MemoryTokenStore
+from admin.api.tokens import issue
 from vb2po.http_server import BackgroundServer
 from vb2po.integration_settings import Overrides
 from vb2po.live_settings import LiveSettings, MemoryOverridesStore
-from vb2po.operator.config_check import FAIL, Finding
-from vb2po.operator.producer_view import FakeProducer
-from vb2po.operator.redact import Redactor
+from admin.actions.config_check import FAIL, Finding
+from admin.actions.producer_view import FakeProducer
+from admin.actions.redact import Redactor
 from vb2po.settings import Settings
 
 SETTINGS = Settings(

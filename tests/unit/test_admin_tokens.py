@@ -5,8 +5,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from vb2po.admin.access import Denied, authenticate
-from vb2po.admin.tokens import TokenRecord, TokenRefused, check, hash_token, issue, token_id_of
+from admin.api.access import Denied, authenticate
+from admin.api.tokens import TokenRecord, TokenRefused, check, hash_token, issue, token_id_of
 from vb2po.settings import AdminSettings
 
 NOW = datetime(2026, 3, 15, 12, 0, tzinfo=timezone.utc)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from vb2po.operator.config_check import marker_type_problem, settings_errors
+from admin.actions.config_check import marker_type_problem, settings_errors
 from vb2po.settings import Settings
 
 

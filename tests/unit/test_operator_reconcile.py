@@ -5,12 +5,12 @@ import csv
 import io
 from decimal import Decimal
 
-from vb2po.admin import render
-from vb2po.operator.reconcile import (
+from admin.cli import render
+from admin.actions.reconcile import (
     EXCLUDED_BY_LOOKBACK, MISSING_IN_POWEROFFICE, MISSING_IN_VISMA, UNKNOWN_IN_POWEROFFICE, UNKNOWN_IN_VISMA,
     PowerOfficeInvoice, compare,
 )
-from vb2po.operator.visma_read import VismaInvoice
+from admin.actions.visma_read import VismaInvoice
 
 D = Decimal
 

@@ -5,8 +5,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-from vb2po.operator.errors import Invalid
-from vb2po.operator.replay import ReplaySpec, target_offset
+from admin.actions.errors import Invalid
+from admin.actions.replay import ReplaySpec, target_offset
 
 
 @pytest.mark.parametrize("spec, at_time, expected", [

@@ -11,7 +11,7 @@ from consumer.routing import Route, routes_by_company
 from devstack.dataset import DatasetSpec, invoices, payment_rows
 from producer.rows import PaymentRow, payment_event
 from vb2po.errors import TerminalError, TransientError
-from vb2po.poweroffice.fake import FakePowerOffice
+from tests.fakes.poweroffice import FakePowerOffice
 from vb2po.settings import InvoiceClientSettings
 from zoneinfo import ZoneInfo
 

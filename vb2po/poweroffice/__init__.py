@@ -1,6 +1,6 @@
 """PowerOffice Go v2: the client the consumer uses, its Protocol, models and error mapping.
 
-The in-memory fake lives in `vb2po.poweroffice.fake` (imported on demand: it pulls in the
+The in-memory fake for tests lives in `tests/fakes/poweroffice.py` (outside the package: it pulls in the
 sandbox's ledger, which production code does not need).
 """
 from vb2po.poweroffice.api import PowerOfficeApi

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from typing import Protocol
 
-from vb2po.admin.tokens import TokenRecord
+from admin.api.tokens import TokenRecord
 from vb2po.errors import TransientError
 from vb2po.kafka.clients import plain_producer
 from vb2po.kafka.compacted import CompactedTopicReader

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from vb2po.admin.tokens import TokenRecord, TokenRefused, check
+from admin.api.tokens import TokenRecord, TokenRefused, check
 from vb2po.settings import AdminSettings
 
 INTEGRATION = "integration"

@@ -89,7 +89,7 @@ class MemoryAuditLog:
 
 def read_audit(kafka: KafkaSettings) -> list[AuditEntry]:
     """Every entry still in the audit topic, oldest first."""
-    from vb2po.operator.kafka_view import KafkaView
+    from admin.actions.kafka_view import KafkaView
 
     with KafkaView(kafka) as view:
         records, _ = view.read_topic(kafka.topics.audit)

@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Iterable
 
-from vb2po.admin.audit import AuditEntry, read_audit
+from admin.api.audit import AuditEntry, read_audit
 from vb2po.kafka.clients import plain_producer
 from vb2po.kafka.dead_letters import DeadLetter
-from vb2po.operator.errors import Invalid, NotFound
-from vb2po.operator.kafka_view import KafkaView
+from admin.actions.errors import Invalid, NotFound
+from admin.actions.kafka_view import KafkaView
 from vb2po.settings import KafkaSettings
 
 REDRIVEN = "dead_letters.redriven"

@@ -15,8 +15,8 @@ import time
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
-from vb2po.admin import render
-from vb2po.admin.client import AdminApiError, AdminClient
+from admin.cli import render
+from admin.cli.client import AdminApiError, AdminClient
 
 TOKEN_ENV = "VB2PO_TOKEN"
 ADMIN_URL_ENV = "VB2PO_ADMIN_URL"
@@ -296,9 +296,9 @@ def _print_tokens(tokens: list[dict]) -> None:
 
 def token_local(args: argparse.Namespace, settings) -> int:
     """Straight to Kafka with the settings file: the bootstrap path for the first token."""
-    from vb2po.admin.audit import AuditEntry, KafkaAuditLog
-    from vb2po.admin.token_store import KafkaTokenStore
-    from vb2po.admin.tokens import issue, valid_token_id
+    from admin.api.audit import AuditEntry, KafkaAuditLog
+    from admin.api.token_store import KafkaTokenStore
+    from admin.api.tokens import issue, valid_token_id
     from vb2po.kafka.topics import ensure_topics
 
     actor, now = _local_actor(), datetime.now(timezone.utc)

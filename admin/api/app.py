@@ -33,24 +33,24 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response
 
 from vb2po import metrics
-from vb2po.admin.access import FETCH_ALL, FETCH_CLIENT, INTEGRATION, Denied, Principal, authenticate
-from vb2po.admin.audit import AuditEntry, AuditLog, read_audit
-from vb2po.admin.token_store import TokenStore
-from vb2po.admin.tokens import TokenRefused, issue, token_id_of, valid_token_id
+from admin.api.access import FETCH_ALL, FETCH_CLIENT, INTEGRATION, Denied, Principal, authenticate
+from admin.api.audit import AuditEntry, AuditLog, read_audit
+from admin.api.token_store import TokenStore
+from admin.api.tokens import TokenRefused, issue, token_id_of, valid_token_id
 from vb2po.errors import TerminalError, TransientError
-from vb2po.operator import dead_letters as letters
-from vb2po.operator.config_check import failed, run_checks
+from admin.actions import dead_letters as letters
+from admin.actions.config_check import failed, run_checks
 from vb2po.live_settings import LiveSettings
-from vb2po.operator.errors import Conflict, Invalid, NotFound, OperatorError
-from vb2po.operator.fetch import FetchJob, start_fetch
-from vb2po.operator.jobs import JobRegistry
-from vb2po.operator.producer_view import ProducerView
-from vb2po.operator.reconcile import ReconcileJob, start_reconcile
-from vb2po.operator.redact import Redactor, settings_for_display
-from vb2po.operator.settings_change import Verify, change_settings, verify_against_systems
-from vb2po.operator.settings_change import describe as describe_changes
-from vb2po.operator.replay import TOPICS, ReplaySpec, replay
-from vb2po.operator.status import gather_status
+from admin.actions.errors import Conflict, Invalid, NotFound, OperatorError
+from admin.actions.fetch import FetchJob, start_fetch
+from admin.actions.jobs import JobRegistry
+from admin.actions.producer_view import ProducerView
+from admin.actions.reconcile import ReconcileJob, start_reconcile
+from admin.actions.redact import Redactor, settings_for_display
+from admin.actions.settings_change import Verify, change_settings, verify_against_systems
+from admin.actions.settings_change import describe as describe_changes
+from admin.actions.replay import TOPICS, ReplaySpec, replay
+from admin.actions.status import gather_status
 from vb2po.settings import Settings
 
 log = logging.getLogger(__name__)

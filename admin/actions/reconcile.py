@@ -27,9 +27,9 @@ from typing import Callable, Iterable
 from producer.company import open_company
 from vb2po import metrics
 from vb2po.errors import TerminalError, TransientError
-from vb2po.operator.errors import NotFound
-from vb2po.operator.jobs import new_id
-from vb2po.operator.visma_read import VismaInvoice, invoice_totals
+from admin.actions.errors import NotFound
+from admin.actions.jobs import new_id
+from admin.actions.visma_read import VismaInvoice, invoice_totals
 from vb2po.poweroffice.client import PowerOfficeClient
 from vb2po.poweroffice.ratelimit import operator_limiter
 from vb2po.settings import InvoiceClientSettings, Settings

@@ -1,6 +1,6 @@
 """What an operator action can refuse with, each with a hint a person can act on.
 
-The admin API maps these to HTTP statuses in one place (`vb2po.admin.app`); the commands
+The admin API maps these to HTTP statuses in one place (`admin.api.app`); the commands
 print the message and the hint.
 """
 from __future__ import annotations

@@ -13,8 +13,8 @@ from vb2po.integration_settings import (
     VISMA_PATHS, Change, ChangeRefused, client_field, editable_paths, plan_change, value_at,
 )
 from vb2po.live_settings import LiveSettings
-from vb2po.operator.config_check import Finding, check_client, check_company, check_settings, failed, redacted
-from vb2po.operator.errors import Conflict, Invalid
+from admin.actions.config_check import Finding, check_client, check_company, check_settings, failed, redacted
+from admin.actions.errors import Conflict, Invalid
 
 Verify = Callable[[Change], list[Finding]]
 

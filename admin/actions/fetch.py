@@ -17,11 +17,11 @@ from producer.company import open_company
 from producer.publisher import ProducerFenced
 from vb2po.errors import TerminalError, TransientError
 from vb2po.kafka.dead_letters import DeadLetter
-from vb2po.operator.errors import Conflict, NotFound, Unavailable
-from vb2po.operator.jobs import new_id
-from vb2po.operator.kafka_view import KafkaView
-from vb2po.operator.producer_view import ProducerView
-from vb2po.operator.visma_read import marked_keys
+from admin.actions.errors import Conflict, NotFound, Unavailable
+from admin.actions.jobs import new_id
+from admin.actions.kafka_view import KafkaView
+from admin.actions.producer_view import ProducerView
+from admin.actions.visma_read import marked_keys
 from vb2po.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -4,13 +4,13 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from vb2po.admin.app import AdminContext, create_admin_app
-from vb2po.admin.audit import KafkaAuditLog
-from vb2po.admin.token_store import KafkaTokenStore
+from admin.api.app import AdminContext, create_admin_app
+from admin.api.audit import KafkaAuditLog
+from admin.api.token_store import KafkaTokenStore
 from vb2po.http_server import BackgroundServer
 from vb2po.live_settings import LiveSettings
-from vb2po.operator.producer_view import RunningProducer
-from vb2po.operator.redact import Redactor
+from admin.actions.producer_view import RunningProducer
+from admin.actions.redact import Redactor
 from vb2po.settings import Settings
 
 if TYPE_CHECKING:

@@ -6,7 +6,7 @@ import threading
 from collections import OrderedDict
 from typing import Generic, TypeVar
 
-from vb2po.operator.errors import NotFound
+from admin.actions.errors import NotFound
 
 J = TypeVar("J")
 

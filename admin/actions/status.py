@@ -17,10 +17,10 @@ from producer.company import open_company
 from producer.cursor import visma_clock
 from producer.rows import PaymentRow, visma_change_time
 from vb2po.errors import TerminalError, TransientError
-from vb2po.operator.dead_letters import list_letters
-from vb2po.operator.kafka_view import KafkaView
-from vb2po.operator.producer_view import ProducerView
-from vb2po.operator.visma_read import waiting_payments
+from admin.actions.dead_letters import list_letters
+from admin.actions.kafka_view import KafkaView
+from admin.actions.producer_view import ProducerView
+from admin.actions.visma_read import waiting_payments
 from vb2po.settings import Settings
 
 WAITING_CAP = 1000  # payments counted behind the cursor before saying "1000 or more"

@@ -19,7 +19,7 @@ import pyodbc
 from pydantic import ValidationError
 
 from vb2po.errors import TerminalError, TransientError
-from vb2po.operator.redact import Redactor
+from admin.actions.redact import Redactor
 from vb2po.settings import CompanySettings, InvoiceClientSettings, Settings
 from vb2po.visma.db import classify_db_error
 from vb2po.visma.dialect import DialectName, dialect_for, guess_dialect, require_plain_identifier
@@ -245,7 +245,7 @@ def check_company(settings: Settings, company: CompanySettings, timeout_s: int =
 
 # -- PowerOffice ----------------------------------------------------------------------------
 def check_client(settings: Settings, client: InvoiceClientSettings) -> list[Finding]:
-    from vb2po.operator.reconcile import poweroffice_client
+    from admin.actions.reconcile import poweroffice_client
 
     subject = f"poweroffice client {client.name}"
     step = "signing in"

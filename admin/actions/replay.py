@@ -19,8 +19,8 @@ from kafka import TopicPartition
 
 from schemas.codec import UndecodableEvent, decode
 from schemas.events import PaymentEvent
-from vb2po.operator.errors import Conflict, Invalid
-from vb2po.operator.kafka_view import KafkaView
+from admin.actions.errors import Conflict, Invalid
+from admin.actions.kafka_view import KafkaView
 from vb2po.settings import Settings
 
 TOPICS = ("payments", "credit-blocks")
