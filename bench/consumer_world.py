@@ -20,8 +20,7 @@ from typing import Any, Iterable
 from devstack.dataset import CustTrRow, DatasetSpec, payment_rows
 from devstack.ports import free_port
 from devstack.stack import LocalClient, settings_dict, to_settings, write_settings
-from devstack.visma_seed import seed_company, sqlite_connection_string
-from producer.rows import PaymentRow, payment_event
+from devstack.visma_seed import event_reader, payment_row, seed_company, sqlite_connection_string
 from sandbox.server import SandboxServer
 from sandbox.state import ClientSeed, SandboxConfig
 from schemas.codec import encode
@@ -110,17 +109,14 @@ class ConsumerWorld:
         kafka = self.kafka
         ensure_topics(kafka)
         producer = transactional_producer(kafka, f"{kafka.consumer_group}-bench-seed")
-        zone = to_settings(self.settings_data).zone
+        reader = event_reader(COMPANY_NO, to_settings(self.settings_data).zone)
         now = datetime.now(timezone.utc)
         started = last = time.monotonic()
         try:
             for first in range(0, len(rows), EVENTS_PER_TRANSACTION):
                 producer.begin_transaction()
                 for r in rows[first:first + EVENTS_PER_TRANSACTION]:
-                    row = PaymentRow(r.jno, r.entno, r.cust_no, r.vo_no, r.vo_dt, r.vo_tp, r.txt, r.am, r.invo_no,
-                                     r.ch_dt, r.ch_tmms)
-                    event = payment_event(row, company_no=COMPANY_NO, currency="NOK", time_column="ChTmms",
-                                          zone=zone, now=now)
+                    event = reader.event(payment_row(r), now)
                     producer.send(kafka.topics.payments, key=customer_key(COMPANY_NO, r.cust_no), value=encode(event))
                 producer.commit_transaction()
                 if time.monotonic() - last >= PROGRESS_EVERY_S:

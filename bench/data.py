@@ -23,7 +23,7 @@ from typing import Iterable, Iterator
 from devstack.dataset import VOUCHER_TYPE_PAYMENT, CustTrRow, DatasetSpec, custtr_rows
 from devstack.postgres import PostgresServer
 from devstack.visma_seed import CUSTTR_INSERT_COLUMNS, chunks, create_tables, custtr_values, insert_custtr
-from producer.company import yyyymmdd
+from vb2po.visma.clock import yyyymmdd
 from vb2po.visma.db import VismaDatabase
 
 # The dataset's first day: every generated payment is on or after it, so every payment with

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from devstack.dataset import VOUCHER_TYPE_PAYMENT, DatasetSpec, custtr_rows
 from devstack.postgres import PostgresServer
 from devstack.stack import LocalClient, settings_dict, to_settings
-from producer.company import open_company
+from vb2po.visma.company import open_company
 from producer.cursor import visma_clock
 from producer.payments import PaymentPoller
 from producer.publisher import KafkaTransactionalPublisher

@@ -1,8 +1,12 @@
 """Processing one consumed record to completion: applied, skipped, or dead-lettered.
 
-Transient failures are retried here with backoff (honouring Retry-After) until they succeed or
-the service stops; terminal failures and undecodable messages go to the dead-letter topic.
-`handle` returns only when the record is fully processed, so its offset may be committed.
+This is the one error boundary per record. Whatever is raised while preparing, applying or
+dead-lettering a record ends in one of two outcomes: retried with backoff (honouring
+Retry-After) when it is transient, or dead-lettered with the reason and the exception class when
+it is terminal (`vb2po.errors.as_vb2po_error` decides for anything an edge did not map). So
+`handle` returns only when the record is finished and its offset may be committed; the only way
+out without finishing is `StopRequested` (the service stops, or the partition moved elsewhere),
+after which the record is read again.
 """
 from __future__ import annotations
 
@@ -12,17 +16,23 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable, Protocol, Sequence
 
-from consumer.dead_letters import DeadLetterSink
-from consumer.payments import ALREADY_MARKED
+from consumer.dead_letters import DeadLetterMemory, DeadLetterSink, MemoryDeadLetterMemory, fingerprint
+from consumer.payments import ALREADY_MARKED, UNREAD
+from consumer.validation import check_in_context
 from schemas.codec import UndecodableEvent, decode
 from schemas.events import CreditBlockEvent, PaymentEvent
 from vb2po import metrics
-from vb2po.errors import TerminalError, TransientError
-from vb2po.kafka.dead_letters import DeadLetter, original_text
+from vb2po.errors import TerminalError, TransientError, Vb2poError, as_vb2po_error
+from vb2po.kafka.dead_letters import DeadLetter, original_fields
 from vb2po.logging_setup import bind_event, event_context
 from vb2po.retry import Backoff
+from vb2po.settings import Settings
 
 log = logging.getLogger(__name__)
+
+DEAD_LETTERED = "dead_lettered"
+ALREADY_DEAD_LETTERED = "already_dead_lettered"
+CRASHED_CONSUMER = "crashed_consumer"
 
 
 class StopRequested(Exception):
@@ -40,21 +50,29 @@ class Record:
 
 @dataclass(frozen=True)
 class Prepared:
-    """A consumed record after the batch look-up: `done` needs nothing more; the others go to
-    `handle` with their event decoded already (None: not decodable, `handle` dead-letters it)."""
+    """A consumed record after the poll's batch work: `done` needs nothing more (the row is marked,
+    or this content was dead-lettered before); the others go to `handle` with their event decoded
+    (None: not decodable: `error` says why) and, for payments, their Visma row read already."""
 
     record: Record
     event: PaymentEvent | CreditBlockEvent | None
+    fingerprint: str
+    error: TerminalError | None = None
     done: bool = False
+    seen: object = UNREAD  # the payment's Visma row as the batch read found it
 
 
 class EventApplier(Protocol):
-    def apply(self, event) -> str: ...
+    def apply(self, event, *args) -> str: ...
 
 
-# Fewer records than this in one poll (live traffic) are each checked in their lane, as before;
-# from this many on (a backlog, a replay) one marker query per company covers the whole poll.
-BATCH_LOOKUP_FROM = 20
+class PaymentBatch(Protocol):
+    def read_rows(self, events: Sequence[PaymentEvent]) -> dict: ...
+    def want_invoices(self, events: Sequence[PaymentEvent]) -> None: ...
+
+
+def event_type_of(event: PaymentEvent | CreditBlockEvent | None) -> str:
+    return "unknown" if event is None else ("payment" if isinstance(event, PaymentEvent) else "credit_block")
 
 
 class RecordHandler:
@@ -64,95 +82,154 @@ class RecordHandler:
         credit_blocks: EventApplier,
         dead_letters: DeadLetterSink,
         *,
+        settings: Settings | None = None,
+        memory: DeadLetterMemory | None = None,
         backoff: Backoff = Backoff(),
         now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
-        already_marked: Callable[[Sequence[PaymentEvent]], set[tuple[int, int, int]]] = lambda events: set(),
     ):
         self.payments = payments
-        self.already_marked = already_marked  # (company, JNo, EntNo) of those payments marked in Visma
         self.credit_blocks = credit_blocks
         self.dead_letters = dead_letters
+        self.settings = settings
+        self.memory = memory if memory is not None else MemoryDeadLetterMemory()
         self.backoff = backoff
         self.now = now
 
+    # -- the poll's batch ------------------------------------------------------------------
     def prepare(self, records: Sequence[Record]) -> list[Prepared]:
-        """Decode a poll's records once and find, in one query per company, the payments whose
-        Visma row is marked already: those are finished here (counted as skipped) without a
-        lane, a thread hand-off or a query each, which is what makes a replay fast."""
-        events: list[PaymentEvent | CreditBlockEvent | None] = []
-        for record in records:
+        """Decode and check a poll's records once; skip what was dead-lettered before; read the
+        payments' Visma rows in one query per company and finish those marked already (counted
+        as skipped) without a lane or a query each; register the invoices the rest will need.
+        Never raises: a failure of the batch work leaves each record to do it on its own."""
+        prepared = [self._prepare_one(r) for r in records]
+        if any(p.error is None for p in prepared):
             try:
-                events.append(decode(record.value))
-            except UndecodableEvent:
-                events.append(None)
-        payments = [e for e in events if isinstance(e, PaymentEvent)]
-        marked = self.already_marked(payments) if len(payments) >= BATCH_LOOKUP_FROM else set()
-        prepared = [Prepared(r, e, isinstance(e, PaymentEvent) and _row_key(e) in marked)
-                    for r, e in zip(records, events)]
-        done = sum(p.done for p in prepared)
+                self.memory.sync()
+            except Vb2poError as exc:  # each letter is then checked when it is written
+                log.warning("could not read the dead-letter memory (%s)", exc)
+        prepared = [self._remembered(p) for p in prepared]
+        payments = [p.event for p in prepared if not p.done and p.error is None and isinstance(p.event, PaymentEvent)]
+        if payments and hasattr(self.payments, "read_rows"):
+            try:
+                rows = self.payments.read_rows(payments)
+                self.payments.want_invoices(payments)
+            except Exception as exc:  # noqa: BLE001 - the batch is an optimisation; each record is safe alone
+                log.warning("batch read failed (%s: %s); each payment reads on its own", type(exc).__name__, exc)
+                rows = {}
+            prepared = [self._with_row(p, rows) for p in prepared]
+        done = sum(1 for p in prepared if p.done and p.seen is not UNREAD)
         if done:
             metrics.EVENTS_CONSUMED.labels("payment").inc(done)
             metrics.EVENTS_SKIPPED.labels("payment", ALREADY_MARKED).inc(done)
         return prepared
 
-    def handle(self, record: Record, cancelled: Callable[[], bool] = lambda: False,
-               event: PaymentEvent | CreditBlockEvent | None = None) -> str:
-        """Process `record` (given its `event` when decoded already) to completion; raises
-        `StopRequested` if `cancelled()` turns true while it waits for a retry (the service
-        stops, or the partition moved elsewhere)."""
-        with event_context(topic=record.topic, partition=record.partition, offset=record.offset):
-            return self._handle(record, cancelled, event)
-
-    def _handle(self, record: Record, cancelled: Callable[[], bool],
-                event: PaymentEvent | CreditBlockEvent | None) -> str:
-        if event is None:
+    def _prepare_one(self, record: Record) -> Prepared:
+        try:
+            event = decode(record.value)
+        except UndecodableEvent as exc:
+            return Prepared(record, None, fingerprint(record.value, None), TerminalError(str(exc), reason=exc.reason))
+        except Exception as exc:  # noqa: BLE001 - one record's problem, whatever it is
+            return Prepared(record, None, fingerprint(record.value, None), as_vb2po_error(exc))
+        digest = fingerprint(record.value, event)
+        if self.settings is not None:
             try:
-                event = decode(record.value)
-            except UndecodableEvent as exc:
-                metrics.EVENTS_CONSUMED.labels("unknown").inc()
-                return self._dead_letter(record, None, "undecodable", str(exc), attempts=1, first=self.now())
-        bind_event(event_id=str(event.event_id), company=event.source.company_no, customer=event.payload.customer_no)
-        event_type = "payment" if isinstance(event, PaymentEvent) else "credit_block"
-        metrics.EVENTS_CONSUMED.labels(event_type).inc()
+                check_in_context(event, self.settings, self.now().date())
+            except TerminalError as exc:
+                return Prepared(record, event, digest, exc)
+        return Prepared(record, event, digest)
+
+    def _remembered(self, p: Prepared) -> Prepared:
+        if self.memory.knows(p.fingerprint):
+            metrics.EVENTS_CONSUMED.labels(event_type_of(p.event)).inc()
+            metrics.EVENTS_SKIPPED.labels(event_type_of(p.event), ALREADY_DEAD_LETTERED).inc()
+            return Prepared(p.record, p.event, p.fingerprint, p.error, done=True)
+        return p
+
+    @staticmethod
+    def _with_row(p: Prepared, rows: dict) -> Prepared:
+        if p.done or p.error is not None or not isinstance(p.event, PaymentEvent):
+            return p
+        key = (p.event.payload.company_no, p.event.payload.jno, p.event.payload.entno)
+        if key not in rows:
+            return p
+        row = rows[key]
+        return Prepared(p.record, p.event, p.fingerprint, None, done=row is not None and row.marked, seen=row)
+
+    # -- one record ------------------------------------------------------------------------
+    def handle(self, item: Prepared | Record, cancelled: Callable[[], bool] = lambda: False, *,
+               give_up: str | None = None) -> str:
+        """Process a record to completion; raises `StopRequested` if `cancelled()` turns true while
+        it waits for a retry. `give_up` dead-letters it unapplied with that message (the crash guard)."""
+        prepared = item if isinstance(item, Prepared) else self.prepare([item])[0]
+        record = prepared.record
+        with event_context(topic=record.topic, partition=record.partition, offset=record.offset):
+            if prepared.done:
+                return ALREADY_DEAD_LETTERED if self.memory.knows(prepared.fingerprint) else ALREADY_MARKED
+            return self._handle(prepared, cancelled, give_up)
+
+    def _handle(self, p: Prepared, cancelled: Callable[[], bool], give_up: str | None) -> str:
+        event, first = p.event, self.now()
+        metrics.EVENTS_CONSUMED.labels(event_type_of(event)).inc()
+        if event is not None:
+            bind_event(event_id=str(event.event_id), company=event.source.company_no, customer=event.payload.customer_no)
+        if give_up is not None:
+            return self._dead_letter(p, TerminalError(give_up, reason=CRASHED_CONSUMER), 1, first, cancelled)
+        if p.error is not None:
+            return self._dead_letter(p, p.error, 1, first, cancelled)
         applier = self.payments if isinstance(event, PaymentEvent) else self.credit_blocks
-        first_failure: datetime | None = None
         attempt = 0
+        first_failure: datetime | None = None
         while True:
             attempt += 1
             try:
+                if isinstance(event, PaymentEvent):
+                    return applier.apply(event, p.seen if attempt == 1 else UNREAD)
                 return applier.apply(event)
-            except TransientError as exc:
-                first_failure = first_failure or self.now()
-                metrics.TRANSIENT_RETRIES.labels(exc.reason).inc()
-                delay = self.backoff.delay(attempt, exc.retry_after)
-                log.warning("event %s: %s (attempt %s), retrying in %.2fs", event.event_id, exc, attempt, delay)
-                if _sleep_unless(cancelled, delay):
-                    raise StopRequested() from exc
-            except TerminalError as exc:
-                return self._dead_letter(record, event, exc.reason, str(exc), attempts=attempt,
-                                         first=first_failure or self.now())
+            except Exception as exc:  # noqa: BLE001 - the boundary: classified below, nothing escapes
+                error = as_vb2po_error(exc)
+            first_failure = first_failure or self.now()
+            if isinstance(error, TerminalError):
+                return self._dead_letter(p, error, attempt, first_failure, cancelled)
+            self._wait(error, attempt, cancelled, what=f"event {event.event_id}")
 
-    def _dead_letter(self, record: Record, event: PaymentEvent | CreditBlockEvent | None, reason: str,
-                     error: str, *, attempts: int, first: datetime) -> str:
+    def _wait(self, error: TransientError, attempt: int, cancelled: Callable[[], bool], what: str) -> None:
+        metrics.TRANSIENT_RETRIES.labels(error.reason).inc()
+        delay = self.backoff.delay(attempt, error.retry_after)
+        log.warning("%s: %s (attempt %s), retrying in %.2fs", what, error, attempt, delay)
+        if _sleep_unless(cancelled, delay):
+            raise StopRequested() from error
+
+    def _dead_letter(self, p: Prepared, error: TerminalError, attempts: int, first: datetime,
+                     cancelled: Callable[[], bool]) -> str:
+        record, event = p.record, p.event
         letter = DeadLetter(
-            stage="consumer", reason=reason, error=error,
+            stage="consumer", reason=error.reason, error=str(error),
             company_no=event.source.company_no if event else None,
             source_key=event.source.key if event else None,
             event_id=str(event.event_id) if event else None,
             topic=record.topic, partition=record.partition, offset=record.offset,
             attempts=attempts, first_failed_at=first.isoformat(), failed_at=self.now().isoformat(),
-            original=original_text(record.value),
+            exception_class=error.exception_class, fingerprint=p.fingerprint, **original_fields(record.value),
         )
-        self.dead_letters.send(letter, record.key)
-        event_type = "unknown" if event is None else ("payment" if isinstance(event, PaymentEvent) else "credit_block")
-        metrics.DEAD_LETTERED.labels(event_type, reason).inc()
-        log.error("dead-lettered %s[%s]@%s: %s: %s", record.topic, record.partition, record.offset, reason, error,
-                  extra={"reason": reason, "event_type": event_type})
-        return "dead_lettered"
-
-
-def _row_key(event: PaymentEvent) -> tuple[int, int, int]:
-    return event.payload.company_no, event.payload.jno, event.payload.entno
+        attempt = 0
+        while True:  # a letter that cannot be written yet is retried: the record is not finished before it is
+            attempt += 1
+            try:
+                if self.memory.knows(p.fingerprint):  # another instance wrote it meanwhile
+                    return ALREADY_DEAD_LETTERED
+                letter_id = self.dead_letters.send(letter, record.key)
+                self.memory.remember(p.fingerprint, letter_id, letter)
+                break
+            except Exception as exc:  # noqa: BLE001 - writing the letter is part of the boundary
+                failure = as_vb2po_error(exc)
+                transient = failure if isinstance(failure, TransientError) else TransientError(str(failure), reason="kafka")
+                self._wait(transient, attempt, cancelled, what=f"dead letter for {record.topic}[{record.partition}]@{record.offset}")
+        event_type = event_type_of(event)
+        metrics.DEAD_LETTERED.labels(event_type, error.reason).inc()
+        metrics.DEAD_LETTERED_OPEN.set(self.memory.open_payments())
+        log.error("dead-lettered %s[%s]@%s: %s: %s", record.topic, record.partition, record.offset, error.reason, error,
+                  extra={"reason": error.reason, "event_type": event_type})
+        return DEAD_LETTERED
 
 
 def _sleep_unless(cancelled: Callable[[], bool], seconds: float) -> bool:

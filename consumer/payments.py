@@ -1,11 +1,21 @@
 """Applying one payment event: register it in PowerOffice once, then mark the Visma row.
 
 Order of steps, each safe to repeat after a crash at any point:
-1. the Visma row already carries the marker -> nothing to do;
-2. post the bank journal voucher with a reference derived from the Visma key; PowerOffice
-   refuses a second voucher with the same reference, which we read as "already applied";
-3. set the marker with a conditional UPDATE on the still-unmarked row;
-4. (the caller commits the Kafka offset).
+1. read the Visma row the event names (the poll reads a whole batch at once): no row -> dead
+   letter "not in Visma"; marked already -> nothing to do; a row that says something else than
+   the event (customer, invoice, amount, currency) -> dead letter "differs from Visma". The row,
+   not the event, is what gets posted: nothing is posted that Visma does not hold;
+2. check the invoice in PowerOffice (bulk look-ups, `consumer.invoices`): unknown, another
+   customer's, reversed or in another currency -> dead letter, or (unknown, with
+   `unmatched_payments: on_account`) post on the customer's account without an invoice;
+3. post the bank journal voucher with a reference derived from the Visma key;
+4. set the marker with a conditional UPDATE; an UPDATE that marks nothing is checked, never
+   taken for done;
+5. (the caller commits the Kafka offset).
+
+A reversal (a counter-row that undoes a payment) is posted as its own voucher when the payment
+it undoes was registered; when that payment was not (it is still unmarked), both rows are marked
+in one statement and nothing is posted: the pair nets to zero in Visma and in PowerOffice.
 """
 from __future__ import annotations
 
@@ -14,19 +24,25 @@ from collections import defaultdict
 from datetime import datetime, timezone
 from typing import Callable, Iterable
 
-from consumer.markers import MarkerStore
+from consumer.invoices import InvoiceDirectory
 from consumer.routing import Route, route_for
-from schemas.events import PaymentEvent
+from consumer.visma import Key, VismaPayments, VismaRow, require_marked
+from schemas.events import PaymentEvent, PaymentPayload
 from vb2po import metrics
 from vb2po.errors import TerminalError, Vb2poError
 from vb2po.poweroffice.api import PowerOfficeApi
-from vb2po.poweroffice.models import PaymentPosting
+from vb2po.poweroffice.models import OutgoingInvoice, PaymentPosting
+from vb2po.visma.payments import REVERSAL, BadRow, PaymentFacts
 
 log = logging.getLogger(__name__)
 
 APPLIED = "applied"
 ALREADY_APPLIED = "already_applied"
 ALREADY_MARKED = "already_marked"
+ANNULLED = "annulled"  # a reversal of a payment never registered: both marked, nothing posted
+
+DEAD_LETTER, ON_ACCOUNT = "dead_letter", "on_account"
+UNREAD = object()  # `apply` reads the row itself
 
 
 def external_import_reference(company_no: int, jno: int, entno: int) -> str:
@@ -34,22 +50,46 @@ def external_import_reference(company_no: int, jno: int, entno: int) -> str:
     return f"VB2PO-F{company_no:04d}-J{jno}-E{entno}"
 
 
-def posting_for(event: PaymentEvent, route: Route, api: PowerOfficeApi) -> PaymentPosting:
-    p = event.payload
-    try:
-        invoice_no = int(p.invoice_no)
-    except ValueError:
-        raise TerminalError(f"invoice number {p.invoice_no!r} is not a PowerOffice invoice number",
-                            reason="invalid_invoice_no") from None
-    try:
-        return PaymentPosting(
-            external_import_reference=external_import_reference(p.company_no, p.jno, p.entno),
-            voucher_date=p.voucher_date, posting_date=p.voucher_date, currency_code=p.currency,
-            amount=p.amount, bank_account_id=api.account_id(route.client.bank_account),
-            customer_no=p.customer_no, invoice_no=invoice_no, description=p.text or f"Innbetaling {invoice_no}",
-        )
-    except ValueError as exc:
-        raise TerminalError(f"payment cannot be posted: {exc}", reason="validation") from exc
+def row_key_text(key: Key) -> str:
+    return f"JNo={key[0]};EntNo={key[1]}"
+
+
+def differences(p: PaymentPayload, facts: PaymentFacts) -> list[str]:
+    """Where the event says something else than Visma's row (what would be posted); empty: they agree."""
+    pairs = (("customer", p.customer_no, facts.customer_no), ("invoice", p.invoice_no, facts.invoice_no),
+             ("kind", p.kind, facts.kind), ("amount", p.amount, facts.amount), ("currency", p.currency, facts.currency),
+             ("company-currency amount", p.company_amount, facts.company_amount),
+             ("voucher date", p.voucher_date, facts.voucher_date))
+    return [f"{name} {str(said)[:40]} (Visma: {held})" for name, said, held in pairs if said != held]
+
+
+def invoice_for_posting(facts: PaymentFacts, invoice: OutgoingInvoice | None, client: str, unmatched: str) -> int | None:
+    """The invoice number to post against, None to post on account, or a terminal error saying why
+    the payment cannot be registered. Pure: the decisions of step 2 above."""
+    def unmatched_or(reason: str, message: str) -> None:
+        if unmatched == ON_ACCOUNT:
+            return None
+        raise TerminalError(message + "; set unmatched_payments: on_account to post such payments on the "
+                                      "customer's account", reason=reason)
+
+    if facts.invoice_no is None:
+        return unmatched_or("missing_invoice_no", "the payment names no invoice (InvoNo is empty in Visma)")
+    if not facts.invoice_no.isdigit() or len(facts.invoice_no) > 18:
+        return unmatched_or("invoice_unknown", f"invoice number {facts.invoice_no!r} is not a PowerOffice invoice "
+                                               f"number (PowerOffice's are whole numbers)")
+    number = int(facts.invoice_no)
+    if invoice is None:
+        return unmatched_or("invoice_unknown", f"invoice {number} is unknown in PowerOffice client {client}")
+    if invoice.customer_no is not None and invoice.customer_no != facts.customer_no:
+        raise TerminalError(f"invoice {number} in PowerOffice client {client} belongs to customer {invoice.customer_no}, "
+                            f"the payment to customer {facts.customer_no}", reason="invoice_of_another_customer")
+    if invoice.is_reversed:
+        raise TerminalError(f"invoice {number} is reversed in PowerOffice client {client}: no payment can be "
+                            "registered against it", reason="invoice_reversed")
+    if invoice.currency_code != facts.currency:
+        raise TerminalError(f"invoice {number} is in {invoice.currency_code} in PowerOffice client {client}, the payment "
+                            f"in {facts.currency}", reason="currency_mismatch")
+    return number
 
 
 class PaymentApplier:
@@ -57,46 +97,152 @@ class PaymentApplier:
         self,
         routes: dict[int, Route],
         apis: dict[int, PowerOfficeApi],
-        markers: dict[int, MarkerStore],
+        visma: dict[int, VismaPayments],
         *,
+        unmatched: str = DEAD_LETTER,
+        invoices: dict[int, InvoiceDirectory] | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+        zone=timezone.utc,
     ):
         self.routes = routes
         self.apis = apis
-        self.markers = markers
+        self.visma = visma
+        self.unmatched = unmatched
+        self.invoices = invoices if invoices is not None else {n: InvoiceDirectory(api) for n, api in apis.items()}
         self.now = now
+        self.zone = zone
 
-    def already_marked(self, events: Iterable[PaymentEvent]) -> set[tuple[int, int, int]]:
-        """(company, JNo, EntNo) of the events whose Visma row carries the marker already: one
-        query per company for a whole batch. A company whose look-up fails is left out; each of
-        its events is then checked on its own by `apply`."""
-        wanted: dict[int, set[tuple[int, int]]] = defaultdict(set)
+    # -- the poll's batch steps ------------------------------------------------------------
+    def read_rows(self, events: Iterable[PaymentEvent]) -> dict[tuple[int, int, int], VismaRow | None]:
+        """(company, JNo, EntNo) -> the row now (None: no such row), one query per company and up to
+        200 keys. A company whose read fails is left out: each of its events reads on its own in `apply`."""
+        wanted: dict[int, set[Key]] = defaultdict(set)
         for event in events:
             p = event.payload
-            if p.company_no in self.markers:  # an unknown company is dead-lettered by `apply`
+            if p.company_no in self.visma:  # an unknown company is dead-lettered by `apply`
                 wanted[p.company_no].add((p.jno, p.entno))
-        found: set[tuple[int, int, int]] = set()
+        found: dict[tuple[int, int, int], VismaRow | None] = {}
         for company_no, keys in wanted.items():
             try:
-                found.update((company_no, jno, entno) for jno, entno in self.markers[company_no].marked_among(keys))
+                rows = self.visma[company_no].read(keys)
             except Vb2poError as exc:
-                log.warning("company %s: batch marker look-up failed (%s); each payment is checked on its own",
-                            company_no, exc)
+                log.warning("company %s: batch read of %s rows failed (%s); each payment reads on its own",
+                            company_no, len(keys), exc)
+                continue
+            for key in keys:
+                found[(company_no, *key)] = rows.get(key)
         return found
 
-    def apply(self, event: PaymentEvent) -> str:
+    def want_invoices(self, events: Iterable[PaymentEvent]) -> None:
+        """Register the invoices these payments will need, so they are looked up together."""
+        wanted: dict[int, set[int]] = defaultdict(set)
+        for event in events:
+            p = event.payload
+            if p.company_no in self.invoices and p.invoice_no and p.invoice_no.isdigit() and len(p.invoice_no) <= 18:
+                wanted[p.company_no].add(int(p.invoice_no))
+        for company_no, numbers in wanted.items():
+            self.invoices[company_no].want(numbers)
+
+    # -- one payment -----------------------------------------------------------------------
+    def apply(self, event: PaymentEvent, seen: VismaRow | None | object = UNREAD) -> str:
         p = event.payload
         route = route_for(self.routes, p.company_no)
-        api, markers = self.apis[p.company_no], self.markers[p.company_no]
-        if markers.is_marked(p.jno, p.entno):
+        visma = self.visma[p.company_no]
+        key = (p.jno, p.entno)
+        current = visma.read([key]).get(key) if seen is UNREAD else seen
+        if current is None:
+            raise TerminalError(f"Visma company {p.company_no} holds no row {row_key_text(key)}: nothing is posted for "
+                                "a payment Visma does not hold", reason="not_in_visma")
+        if current.marked:
             metrics.EVENTS_SKIPPED.labels("payment", ALREADY_MARKED).inc()
             return ALREADY_MARKED
-        result = api.post_payment(posting_for(event, route, api))
-        if markers.mark(p.jno, p.entno):
-            metrics.MARKERS_WRITTEN.labels(str(p.company_no)).inc()
+        facts = self._facts(visma, current, p)
+        if facts.kind == REVERSAL:
+            return self._reverse(event, facts, route, visma)
+        invoice_no = self._invoice_no(facts, p.company_no, route)
+        return self._post_and_mark(event, facts, route, invoice_no, [key], reversal=False)
+
+    def _facts(self, visma: VismaPayments, current: VismaRow, p: PaymentPayload) -> PaymentFacts:
+        where = f"Visma company {p.company_no} row {p.key}"
+        try:
+            facts = visma.facts(current.row, self.now().astimezone(self.zone).date())
+        except BadRow as exc:
+            raise TerminalError(f"{where} is not a payment vb2po transfers now: {exc}", reason="differs_from_visma") from None
+        found = differences(p, facts)
+        if found:
+            raise TerminalError(f"the event differs from {where}: " + "; ".join(found) + ". Nothing is posted",
+                                reason="differs_from_visma")
+        return facts
+
+    def _invoice_no(self, facts: PaymentFacts, company_no: int, route: Route) -> int | None:
+        invoice = None
+        if facts.invoice_no is not None and facts.invoice_no.isdigit() and len(facts.invoice_no) <= 18:
+            invoice = self.invoices[company_no].get(int(facts.invoice_no))
+        return invoice_for_posting(facts, invoice, route.client.name, self.unmatched)
+
+    def _reverse(self, event: PaymentEvent, facts: PaymentFacts, route: Route, visma: VismaPayments) -> str:
+        p = event.payload
+        original = self._reversed_payment(visma, facts, p.company_no)
+        if original is None:
+            raise TerminalError(f"Visma company {p.company_no} row {p.key} reverses a payment of {facts.amount} "
+                                f"{facts.currency} on invoice {facts.invoice_no} by customer {facts.customer_no} that "
+                                "Visma does not hold", reason="reversal_without_payment")
+        if not original.marked:  # never registered in PowerOffice: nothing to undo there
+            keys = [original.key, (p.jno, p.entno)]
+            require_marked(visma, keys, visma.mark(keys))
+            metrics.MARKERS_WRITTEN.labels(str(p.company_no)).inc(2)
+            metrics.EVENTS_SKIPPED.labels("payment", ANNULLED).inc()
+            log.info("reversal %s annuls payment %s, which was never registered: both marked, nothing posted",
+                     p.key, row_key_text(original.key))
+            return ANNULLED
+        invoice_no = self._invoice_no(facts, p.company_no, route)
+        return self._post_and_mark(event, facts, route, invoice_no, [(p.jno, p.entno)], reversal=True)
+
+    def _reversed_payment(self, visma: VismaPayments, facts: PaymentFacts, company_no: int) -> VismaRow | None:
+        """The payment this reversal undoes: same customer, invoice and amount. With several, the
+        n-th reversal (in key order) pairs with the n-th payment (in key order)."""
+        if facts.invoice_no is None:
+            return None
+        today = self.now().astimezone(self.zone).date()
+        payments, reversals = [], []
+        for candidate in visma.invoice_rows(facts.customer_no, facts.invoice_no):
+            try:
+                other = visma.facts(candidate.row, today)
+            except BadRow:
+                continue
+            if (other.amount, other.currency) == (facts.amount, facts.currency):
+                (reversals if other.kind == REVERSAL else payments).append(candidate)
+        position = next((i for i, r in enumerate(reversals) if r.key == (facts.jno, facts.entno)), None)
+        if position is None or position >= len(payments):
+            return None
+        return payments[position]
+
+    def _post_and_mark(self, event: PaymentEvent, facts: PaymentFacts, route: Route, invoice_no: int | None,
+                       keys: list[Key], *, reversal: bool) -> str:
+        p = event.payload
+        api = self.apis[p.company_no]
+        what = "reversal" if reversal else "payment"
+        try:
+            posting = PaymentPosting(
+                external_import_reference=external_import_reference(p.company_no, p.jno, p.entno),
+                voucher_date=facts.voucher_date, posting_date=facts.voucher_date, currency_code=facts.currency,
+                amount=facts.amount, company_amount=facts.company_amount, reversal=reversal,
+                bank_account_id=api.account_id(route.client.bank_account), customer_no=facts.customer_no,
+                invoice_no=invoice_no, description=facts.text,
+            )
+        except ValueError as exc:
+            raise TerminalError(f"{what} cannot be posted: {exc}", reason="validation") from exc
+        result = api.post_payment(posting)
+        changed = self.visma[p.company_no].mark(keys)
+        require_marked(self.visma[p.company_no], keys, changed)
+        if changed:
+            metrics.MARKERS_WRITTEN.labels(str(p.company_no)).inc(changed)
         if result.applied:
             metrics.EVENTS_APPLIED.labels("payment").inc()
             metrics.APPLY_LATENCY.observe(max(0.0, (self.now() - event.occurred_at).total_seconds()))
+            if invoice_no is None:
+                log.info("%s %s posted on customer %s's account (no invoice in PowerOffice)", what, p.key, facts.customer_no)
             return APPLIED
         metrics.EVENTS_SKIPPED.labels("payment", ALREADY_APPLIED).inc()
         return ALREADY_APPLIED
+

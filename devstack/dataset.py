@@ -14,6 +14,8 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Iterator
 
+from vb2po.visma.clock import yyyymmdd
+
 # Voucher types (`CustTr.VoTp`) used by the generator. In a real company these are
 # configured per company; the payment rule names the payment types as a setting.
 VOUCHER_TYPE_INVOICE = 1
@@ -113,10 +115,6 @@ class DatasetSpec:
         return max(3, self.size // 20)
 
 
-def _yyyymmdd(d: date) -> int:
-    return d.year * 10000 + d.month * 100 + d.day
-
-
 def _money(rng: random.Random, low: int, high: int) -> Decimal:
     return (Decimal(rng.randint(low * 100, high * 100)) * CENT).quantize(CENT)
 
@@ -181,9 +179,9 @@ def _blocks(spec: DatasetSpec) -> Iterator[_Block]:
         minute = rng.randint(7 * 60, 17 * 60)  # office hours: many rows share one minute
         ms = minute * 60_000 + rng.randint(0, 59_999)
         return CustTrRow(
-            jno=jno, entno=entno, vo_no=vo_no, vo_dt=_yyyymmdd(when), cur="NOK",
-            cre_dt=_yyyymmdd(when), cre_tm=(minute // 60) * 100 + minute % 60,
-            ch_dt=_yyyymmdd(when), ch_tm=(minute // 60) * 100 + minute % 60, ch_tmms=ms,
+            jno=jno, entno=entno, vo_no=vo_no, vo_dt=yyyymmdd(when), cur="NOK",
+            cre_dt=yyyymmdd(when), cre_tm=(minute // 60) * 100 + minute % 60,
+            ch_dt=yyyymmdd(when), ch_tm=(minute // 60) * 100 + minute % 60, ch_tmms=ms,
             **fields,
         )
 
@@ -213,7 +211,7 @@ def _blocks(spec: DatasetSpec) -> Iterator[_Block]:
         rows = [
             next_row(
                 cust_no=cust.cust_no, vo_tp=VOUCHER_TYPE_INVOICE, txt=f"Faktura {invoice_no}",
-                am=total, invo_no=str(invoice_no), due_dt=_yyyymmdd(due), when=inv_date,
+                am=total, invo_no=str(invoice_no), due_dt=yyyymmdd(due), when=inv_date,
             )
         ]
         credited = paid = Decimal(0)
@@ -222,7 +220,7 @@ def _blocks(spec: DatasetSpec) -> Iterator[_Block]:
                 credited += amount
                 rows.append(next_row(
                     cust_no=cust.cust_no, vo_tp=VOUCHER_TYPE_CREDIT_NOTE, txt=f"Kreditnota til {invoice_no}",
-                    am=-amount, invo_no=str(invoice_no), due_dt=_yyyymmdd(due), when=when,
+                    am=-amount, invo_no=str(invoice_no), due_dt=yyyymmdd(due), when=when,
                 ))
             else:
                 unmatched = rng.random() < spec.unmatched_payment_share
@@ -250,7 +248,7 @@ def invoices(spec: DatasetSpec) -> Iterator[Invoice]:
 
 def payment_rows(spec: DatasetSpec, *, on_or_after: date | None = None) -> Iterator[CustTrRow]:
     """Payments with an invoice number, optionally from a lookback date on (what vb2po must apply)."""
-    floor = _yyyymmdd(on_or_after) if on_or_after else 0
+    floor = yyyymmdd(on_or_after) if on_or_after else 0
     for row in custtr_rows(spec):
         if row.is_payment and row.invo_no and row.vo_dt >= floor:
             yield row

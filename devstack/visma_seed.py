@@ -5,7 +5,11 @@ import sys
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from devstack.dataset import CustTrRow, DatasetSpec, custtr_rows, customers
+from datetime import date
+
+from devstack.dataset import VOUCHER_TYPE_PAYMENT, CustTrRow, DatasetSpec, custtr_rows, customers
+from producer.rows import RowReader
+from vb2po.visma.payments import CurrencyBook, PaymentRow, PaymentRule
 from vb2po.visma.db import VismaDatabase
 from vb2po.visma.tables import ACTOR, CUSTTR
 
@@ -16,6 +20,18 @@ CUSTTR_INSERT_COLUMNS = (
     "JNo", "EntNo", "CustNo", "VoNo", "VoDt", "VoTp", "Txt", "Am", "InvoNo", "Cur", "CurAm",
     "DueDt", "CreDt", "CreTm", "ChDt", "ChTm", "ChTmms",
 )
+
+
+def payment_row(row: CustTrRow) -> PaymentRow:
+    """A dataset row as the producer selects it (company currency: no currency number)."""
+    return PaymentRow(row.jno, row.entno, row.cust_no, row.vo_no, row.vo_dt, row.vo_tp, row.txt, row.am, row.invo_no,
+                      row.ch_dt, 0, row.am, row.ch_tmms)
+
+
+def event_reader(company_no: int, zone, lookback: date = date(2000, 1, 1), currency: str = "NOK") -> RowReader:
+    """The producer's row -> event conversion for a dataset company (default payment rule)."""
+    rule = PaymentRule((VOUCHER_TYPE_PAYMENT,), (VOUCHER_TYPE_PAYMENT,), lookback)
+    return RowReader(company_no, rule, CurrencyBook(currency, {}, None), "ChTmms", zone)
 
 
 def sqlite_connection_string(path: Path) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from vb2po.visma.clock import yyyymmdd
 from vb2po.visma.queries import Position
 
 
@@ -19,7 +20,7 @@ def visma_clock(now: datetime, settle_s: float, time_column: str) -> tuple[int, 
         # Minute precision: a row stamped hh:mm may still be written until hh:mm:59, so only
         # minutes that lie wholly before the settled moment are safe to read past.
         bound -= timedelta(minutes=1)
-    ch_dt = bound.year * 10000 + bound.month * 100 + bound.day
+    ch_dt = yyyymmdd(bound)
     if time_column == "ChTmms":
         ms = ((bound.hour * 60 + bound.minute) * 60 + bound.second) * 1000 + bound.microsecond // 1000
         return ch_dt, ms

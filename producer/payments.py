@@ -13,16 +13,18 @@ from datetime import datetime, timedelta, timezone
 from typing import Callable
 from zoneinfo import ZoneInfo
 
-from producer.company import CompanySource, yyyymmdd
 from producer.cursor import advance, is_after, visma_clock
 from producer.publisher import Outgoing, Publisher
-from producer.rows import BadRow, PaymentRow, payment_event, visma_change_time, visma_date
-from producer.state import CompanyState
+from producer.reading import UnreadableRow, read_page
+from producer.rows import BadRow, PaymentRow, RowReader, row_position
+from producer.state import CompanyState, StateCell
 from schemas.codec import encode
 from schemas.events import customer_key, payment_event_id
 from vb2po import metrics
 from vb2po.kafka.dead_letters import DeadLetter
 from vb2po.settings import TopicSettings
+from vb2po.visma.clock import visma_date, yyyymmdd
+from vb2po.visma.company import CompanySource
 from vb2po.visma.queries import Position, pending_payments_page, unmarked_payments_page
 
 log = logging.getLogger(__name__)
@@ -52,7 +54,7 @@ class PaymentPoller:
         publisher: Publisher,
         topics: TopicSettings,
         zone: ZoneInfo,
-        state: CompanyState,
+        state: CompanyState | StateCell,
         *,
         page_size: int = 2000,
         settle_s: float = 2.0,
@@ -63,15 +65,25 @@ class PaymentPoller:
         self.publisher = publisher
         self.topics = topics
         self.zone = zone
-        self.state = state
+        self.cell = state if isinstance(state, StateCell) else StateCell(state)
         self.page_size = page_size
         self.settle_s = settle_s
         self.sweep_grace_s = max(sweep_grace_s, settle_s)
         self.clock = clock
+        self.reader = RowReader(source.company.company_no, source.rule, source.currencies,
+                                source.selection.time_column, zone)
 
     @property
     def company_no(self) -> int:
         return self.source.company.company_no
+
+    @property
+    def state(self) -> CompanyState:
+        return self.cell.state
+
+    @state.setter
+    def state(self, state: CompanyState) -> None:
+        self.cell.state = state
 
     def poll_once(self, *, collect_keys: bool = False) -> PollOutcome:
         """Publish everything pending up to the settle bound, page by page."""
@@ -80,8 +92,9 @@ class PaymentPoller:
         counts = PollOutcome()
         keys: list[tuple[int, int]] = []
         while True:
-            sql, params = pending_payments_page(self.source.db.dialect, sel, self.state.payments_cursor, upper, self.page_size)
-            rows = [PaymentRow.from_tuple(r) for r in self.source.db.query(sql, params)]
+            cursor = self.state.payments_cursor
+            rows = read_page(self.source.db, sel, lambda keys_only: pending_payments_page(
+                self.source.db.dialect, sel, cursor, upper, self.page_size, keys_only=keys_only), self.company_no)
             if not rows:
                 if counts.rows_read == 0:
                     self._skip_idle_stretch(upper)
@@ -90,8 +103,8 @@ class PaymentPoller:
             if collect_keys:
                 keys.extend(page.published_keys)
             counts += replace(page, published_keys=())
-            if len(rows) < self.page_size:
-                break
+            if len(rows) < self.page_size or self.state.payments_cursor == cursor:
+                break  # (a full page that did not move the cursor would be read again and again)
         return replace(counts, published_keys=tuple(keys))
 
     def _skip_idle_stretch(self, upper: tuple[int, int]) -> None:
@@ -115,65 +128,81 @@ class PaymentPoller:
         total = PollOutcome()
         after_key = None
         while True:
-            sql, params = unmarked_payments_page(self.source.db.dialect, sel, after_key, self.page_size)
-            rows = [PaymentRow.from_tuple(r) for r in self.source.db.query(sql, params)]
+            last = after_key
+            rows = read_page(self.source.db, sel, lambda keys_only: unmarked_payments_page(
+                self.source.db.dialect, sel, last, self.page_size, keys_only=keys_only), self.company_no)
             if not rows:
                 return total
             after_key = (int(rows[-1].jno), int(rows[-1].entno))
-            cursor = self.state.payments_cursor
-            behind = [
-                r for r in rows
-                if cursor is not None and not is_after(r.position(), cursor)
-                and visma_change_time(r.ch_dt, r.ch_time, sel.time_column, self.zone) <= cutoff
-            ]
+            behind = [r for r in rows if self._sweepable(r, cutoff)]
             if behind:
                 total += self._publish(behind, move_cursor=False)
             if len(rows) < self.page_size:
                 return total
 
-    def _publish(self, rows: list[PaymentRow], *, move_cursor: bool) -> PollOutcome:
+    def _sweepable(self, row: PaymentRow | UnreadableRow, cutoff: datetime) -> bool:
+        """Behind the cursor and older than the grace period; a row whose position or change time
+        cannot be read is swept (it is dead-lettered, once)."""
+        cursor = self.state.payments_cursor
+        if cursor is None:
+            return False
+        position = row.position() if isinstance(row, UnreadableRow) else row_position(row)
+        if position is not None and is_after(position, cursor):
+            return False
+        if isinstance(row, UnreadableRow):
+            return True
+        try:
+            return self.reader.change_time(row) <= cutoff
+        except BadRow:
+            return True
+
+    def _publish(self, rows: list[PaymentRow | UnreadableRow], *, move_cursor: bool) -> PollOutcome:
         now = self.clock()
-        company = self.source.company
+        company_no = self.company_no
         messages: list[Outgoing] = []
         cursor = self.state.payments_cursor
         bad_keys: dict[str, str] = {}  # row key -> reason
+        recovered: set[str] = set()  # rows dead-lettered before that read well now
         published: list[tuple[int, int]] = []
         newest = None
         for row in rows:
             try:
-                event = payment_event(
-                    row, company_no=company.company_no, currency=company.currency,
-                    time_column=self.source.selection.time_column, zone=self.zone, now=now,
-                )
-                messages.append(Outgoing(self.topics.payments, customer_key(company.company_no, event.payload.customer_no), encode(event)))
+                if isinstance(row, UnreadableRow):
+                    raise BadRow("unreadable_row", f"company {company_no} {row.key}: {row.error}")
+                event = self.reader.event(row, now)
+                messages.append(Outgoing(self.topics.payments, customer_key(company_no, event.payload.customer_no), encode(event)))
                 published.append((event.payload.jno, event.payload.entno))
                 newest = event.occurred_at
+                if row.key in self.state.dead_lettered:
+                    recovered.add(row.key)
             except BadRow as exc:
                 if row.key not in self.state.dead_lettered:  # the sweep finds bad rows again and again
                     log.warning("bad row to dead letters: %s", exc, extra={
-                        "event_id": _event_id_of(company.company_no, row), "company": company.company_no,
-                        "customer": row.cust_no, "source_key": row.key, "reason": exc.reason})
+                        "event_id": _event_id_of(company_no, row), "company": company_no,
+                        "customer": getattr(row, "cust_no", None), "source_key": row.key, "reason": exc.reason})
                     letter = DeadLetter(stage="producer", reason=exc.reason, error=str(exc),
-                                        company_no=company.company_no, source_key=row.key)
-                    messages.append(Outgoing(self.topics.dead_letters, f"{company.company_no}:{row.key}".encode(), letter.encode()))
+                                        company_no=company_no, source_key=row.key)
+                    messages.append(Outgoing(self.topics.dead_letters, f"{company_no}:{row.key}".encode(), letter.encode()))
                     bad_keys[row.key] = exc.reason
-            if move_cursor and row.jno is not None and row.entno is not None:
-                cursor = advance(cursor, row.position())
+            if move_cursor:
+                position = row.position() if isinstance(row, UnreadableRow) else row_position(row)
+                if position is not None:
+                    cursor = advance(cursor, position)
         new_state = replace(self.state, payments_cursor=cursor)
-        if bad_keys:
-            new_state = new_state.with_dead_lettered(set(bad_keys))
+        if bad_keys or recovered:
+            new_state = new_state.with_dead_lettered(set(bad_keys), forget=recovered)
         if new_state != self.state:
             messages.append(Outgoing(self.topics.producer_state, new_state.key(), new_state.encode()))
         if messages:
             self.publisher.publish(messages)
         self.state = new_state  # only after the transaction committed
         for reason in bad_keys.values():
-            metrics.BAD_ROWS.labels(str(company.company_no), reason).inc()
+            metrics.BAD_ROWS.labels(str(company_no), reason).inc()
         return PollOutcome(rows_read=len(rows), published=len(published), bad_rows=len(bad_keys), newest_change=newest,
                            published_keys=tuple(published))
 
 
-def _event_id_of(company_no: int, row: PaymentRow) -> str | None:
+def _event_id_of(company_no: int, row: PaymentRow | UnreadableRow) -> str | None:
     """The id the row's event has once the row is fixed (for the log line of a bad row)."""
     try:
         return str(payment_event_id(company_no, int(row.jno), int(row.entno)))

@@ -1,94 +1,69 @@
-"""Visma rows -> events. Pure: a row that cannot become a valid event raises `BadRow`."""
+"""Visma rows -> events. Pure: a row that cannot become a valid event raises `BadRow`.
+
+What a row means is decided once, in `vb2po.visma.payments.interpret` (the consumer reads the
+row again through it before it posts); this module only wraps that meaning in an event. Any
+failure while doing so, expected or not, is the row's: it becomes a `BadRow`, never an
+exception that would stop the company's poll.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from pydantic import ValidationError
-
-from schemas.events import PaymentEvent, PaymentPayload, Source, payment_event_id
-from vb2po.visma.money import BadAmount, to_money
+from schemas.events import SCHEMA_VERSION, PaymentEvent, PaymentPayload, Source, payment_event_id, row_key
+from vb2po.visma.clock import visma_change_time
+from vb2po.visma.payments import BadRow, CurrencyBook, PaymentRow, PaymentRule, interpret
 from vb2po.visma.queries import Position
 
+__all__ = ["BadRow", "PaymentRow", "RowReader", "row_position"]
 
-class BadRow(ValueError):
-    """A row that cannot become an event; goes to the dead-letter topic with this reason."""
 
-    def __init__(self, reason: str, message: str):
-        super().__init__(message)
-        self.reason = reason
+def row_position(row: PaymentRow) -> Position | None:
+    """Where the row stands in change order; None when its key or change stamp is not a number."""
+    try:
+        return Position(int(row.ch_dt or 0), int(row.ch_time or 0), int(row.jno), int(row.entno))
+    except (TypeError, ValueError):
+        return None
 
 
 @dataclass(frozen=True)
-class PaymentRow:
-    """One selected CustTr row, in `queries.PAYMENT_COLUMNS` order plus the change time."""
+class RowReader:
+    """Everything needed to turn one company's CustTr rows into payment events."""
 
-    jno: object
-    entno: object
-    cust_no: object
-    vo_no: object
-    vo_dt: object
-    vo_tp: object
-    txt: object
-    am: object
-    invo_no: object
-    ch_dt: object
-    ch_time: object
+    company_no: int
+    rule: PaymentRule
+    currencies: CurrencyBook
+    time_column: str
+    zone: ZoneInfo
 
-    @classmethod
-    def from_tuple(cls, row: tuple) -> "PaymentRow":
-        return cls(*row)
+    def change_time(self, row: PaymentRow) -> datetime:
+        try:
+            return visma_change_time(row.ch_dt, row.ch_time, self.time_column, self.zone)
+        except (TypeError, ValueError) as exc:
+            raise BadRow("invalid_change_time", f"{row.key}: change time {row.ch_dt!r} {row.ch_time!r}: {exc}") from None
 
-    @property
-    def key(self) -> str:
-        return f"JNo={self.jno};EntNo={self.entno}"
+    def event(self, row: PaymentRow, now: datetime) -> PaymentEvent:
+        try:
+            return self._event(row, now)
+        except BadRow:
+            raise
+        except Exception as exc:  # noqa: BLE001 - whatever the row holds, it is this row's problem
+            raise BadRow("invalid_event", f"company {self.company_no} {row.key}: {type(exc).__name__}: "
+                                          f"{str(exc)[:500]}") from exc
 
-    def position(self) -> Position:
-        return Position(int(self.ch_dt or 0), int(self.ch_time or 0), int(self.jno), int(self.entno))
-
-
-def visma_date(yyyymmdd: int) -> date:
-    value = int(yyyymmdd)
-    return date(value // 10000, value // 100 % 100, value % 100)
-
-
-def visma_change_time(ch_dt: int, ch_time: int, time_column: str, zone: ZoneInfo) -> datetime:
-    """Visma's zone-less local change time as an aware datetime; `ChDt = 0` means unknown."""
-    if not ch_dt:
-        return datetime(1970, 1, 1, tzinfo=zone)
-    day = visma_date(ch_dt)
-    if time_column == "ChTmms":
-        return datetime.combine(day, time(0), tzinfo=zone) + timedelta(milliseconds=int(ch_time))
-    hhmm = int(ch_time)
-    return datetime.combine(day, time(hhmm // 100, hhmm % 100), tzinfo=zone)
-
-
-def payment_event(
-    row: PaymentRow, *, company_no: int, currency: str, time_column: str, zone: ZoneInfo, now: datetime
-) -> PaymentEvent:
-    if row.jno is None or row.entno is None:
-        raise BadRow("missing_key", f"company {company_no}: CustTr row without JNo/EntNo")
-    if row.cust_no is None or int(row.cust_no) <= 0:
-        raise BadRow("missing_customer", f"company {company_no} {row.key}: no customer number")
-    invoice_no = (row.invo_no or "").strip() if isinstance(row.invo_no, str) else row.invo_no
-    if not invoice_no:
-        raise BadRow("missing_invoice_no", f"company {company_no} {row.key}: payment without invoice number")
-    try:
-        amount = -to_money(row.am)  # Visma posts money received as a credit (negative)
-    except BadAmount as exc:
-        raise BadRow("unreadable_amount", f"company {company_no} {row.key}: {exc}") from exc
-    try:
+    def _event(self, row: PaymentRow, now: datetime) -> PaymentEvent:
+        facts = interpret(row, self.rule, self.currencies, now.astimezone(self.zone).date())
         return PaymentEvent(
-            event_id=payment_event_id(company_no, int(row.jno), int(row.entno)),
-            source=Source(company_no=company_no, table="CustTr", key=row.key),
-            occurred_at=visma_change_time(row.ch_dt, row.ch_time, time_column, zone),
+            event_id=payment_event_id(self.company_no, facts.jno, facts.entno),
+            schema_version=SCHEMA_VERSION,
+            source=Source(company_no=self.company_no, table="CustTr", key=row_key(facts.jno, facts.entno)),
+            occurred_at=self.change_time(row),
             produced_at=now,
             payload=PaymentPayload(
-                company_no=company_no, jno=int(row.jno), entno=int(row.entno), customer_no=int(row.cust_no),
-                invoice_no=str(invoice_no), amount=amount, currency=currency, voucher_no=int(row.vo_no or 0),
-                voucher_date=visma_date(row.vo_dt), text=str(row.txt or ""),
+                company_no=self.company_no, jno=facts.jno, entno=facts.entno, customer_no=facts.customer_no,
+                invoice_no=facts.invoice_no, kind=facts.kind, amount=facts.amount, currency=facts.currency,
+                company_amount=facts.company_amount, company_currency=facts.company_currency,
+                voucher_no=facts.voucher_no, voucher_date=facts.voucher_date, text=facts.text,
             ),
         )
-    except (ValidationError, ValueError) as exc:
-        raise BadRow("invalid_event", f"company {company_no} {row.key}: {exc}") from exc

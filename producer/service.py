@@ -9,11 +9,11 @@ import time
 from dataclasses import replace
 from datetime import datetime, timezone
 
-from producer.company import open_company
+from vb2po.visma.company import open_company
 from producer.credit_blocks import CreditBlockPoller
 from producer.payments import PaymentPoller, PollOutcome
 from producer.publisher import KafkaTransactionalPublisher, ProducerFenced
-from producer.state import CompanyState, load_states
+from producer.state import CompanyState, StateCell, load_states
 from vb2po import metrics
 from vb2po.errors import TerminalError, TransientError
 from vb2po.kafka.topics import ensure_topics
@@ -66,8 +66,10 @@ class CompanyWorker:
         source = open_company(self.settings, self.company)
         publisher = self.publisher
         topics, zone = self.settings.kafka.topics, self.settings.zone
-        self.credit_blocks = CreditBlockPoller(source, publisher, topics, zone, self.initial_state.blocks, page_size=p.page_size)
-        self.payments = PaymentPoller(source, publisher, topics, zone, self.initial_state,
+        cell = StateCell(self.initial_state)  # one company record, written by both pollers
+        self.credit_blocks = CreditBlockPoller(source, publisher, topics, zone, self.initial_state.blocks, cell=cell,
+                                               page_size=p.page_size)
+        self.payments = PaymentPoller(source, publisher, topics, zone, cell,
                                       page_size=p.page_size, settle_s=p.settle_s, sweep_grace_s=p.sweep_grace_s)
         log.info("company %s: open; payments cursor %s, %s customers known",
                  self.label, self.initial_state.payments_cursor, len(self.initial_state.blocks),

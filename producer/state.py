@@ -4,7 +4,8 @@ State records are written in the same Kafka transaction as the events they vouch
 restarted producer resumes exactly where the last committed transaction ended. Two kinds of
 record, so no single message grows with the number of customers:
 
-- `company:<n>`: the payments cursor and the rows already dead-lettered (bad rows are rare);
+- `company:<n>`: the payments cursor and the rows already dead-lettered, CustTr (`JNo=..;EntNo=..`)
+  and Actor (`ActNo=..`) alike (bad rows are rare);
 - `company:<n>:customer:<no>`: the last credit-block state published for one customer, with
   a sequence number that gives each block/lift its own event id.
 """
@@ -44,8 +45,10 @@ class CompanyState:
             "dead_lettered": sorted(self.dead_lettered),
         }).encode()
 
-    def with_dead_lettered(self, keys: set[str]) -> "CompanyState":
-        merged = sorted(self.dead_lettered | keys)[-MAX_REMEMBERED_BAD_ROWS:]
+    def with_dead_lettered(self, keys: set[str], forget: set[str] = frozenset()) -> "CompanyState":
+        """Remember rows sent to dead letters (so a sweep or restart does not send them again), and
+        forget rows that read well again (fixed in Visma: if they break again, that is news)."""
+        merged = sorted((self.dead_lettered - forget) | keys)[-MAX_REMEMBERED_BAD_ROWS:]
         return replace(self, dead_lettered=frozenset(merged))
 
     @staticmethod
@@ -57,6 +60,14 @@ class CompanyState:
             payments_cursor=Position(*cur) if cur else None,
             dead_lettered=frozenset(data.get("dead_lettered") or ()),
         )
+
+
+class StateCell:
+    """One company's committed record (cursor, dead-lettered rows), shared by its payment and
+    credit-block pollers, which run on the same thread: whichever publishes writes the latest."""
+
+    def __init__(self, state: CompanyState):
+        self.state = state
 
 
 def company_key(company_no: int) -> bytes:

@@ -5,6 +5,7 @@ Bodies and answers use snake_case so they are never mistaken for PowerOffice's s
 from __future__ import annotations
 
 from datetime import date
+from decimal import Decimal
 from typing import Any
 
 from fastapi import APIRouter
@@ -15,7 +16,7 @@ from sandbox.faults import FaultSettings
 from sandbox.ledger import ClientLedger
 from sandbox.problems import NotFound
 from sandbox.state import SandboxState
-from sandbox.wire import dumps, project_dto, voucher_dto
+from sandbox.wire import dumps, invoice_dto, project_dto, voucher_dto
 
 
 class SettingsUpdate(BaseModel):
@@ -23,12 +24,28 @@ class SettingsUpdate(BaseModel):
 
     rate_limit_per_second: int | None = Field(None, ge=1, description="null disables the limit")
     token_lifetime_seconds: int | None = Field(None, ge=1)
+    unique_references: bool | None = Field(None, description="refuse a second voucher with the same reference")
+    documented_fields_only: bool | None = Field(None, description="answer only the documented fields")
 
 
 class LockDateUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     lock_date: date | None
+
+
+class NewInvoice(BaseModel):
+    """An outgoing invoice to add (tests: foreign currency, reversed invoices)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    invoice_no: int = Field(ge=1)
+    customer_no: int
+    total_amount: Decimal = Field(gt=0)
+    currency_code: str = Field("NOK", pattern=r"^[A-Z]{3}$")
+    exchange_rate: Decimal = Field(Decimal(1), gt=0)
+    voucher_date: date = date(2026, 1, 15)
+    is_reversed: bool = False
 
 
 class NewProject(BaseModel):
@@ -52,7 +69,8 @@ def control_router(state: SandboxState) -> APIRouter:
         return state.ledgers[client_key]
 
     def settings() -> dict[str, Any]:
-        return {"rate_limit_per_second": state.limiter.limit, "token_lifetime_seconds": state.tokens.lifetime_s}
+        return {"rate_limit_per_second": state.limiter.limit, "token_lifetime_seconds": state.tokens.lifetime_s,
+                "unique_references": state.unique_references, "documented_fields_only": state.documented_fields_only}
 
     @router.get("/health")
     async def health() -> Response:
@@ -80,6 +98,17 @@ def control_router(state: SandboxState) -> APIRouter:
     async def set_lock_date(client_key: str, update: LockDateUpdate) -> Response:
         ledger(client_key).set_lock_date(update.lock_date)
         return _json({"lock_date": update.lock_date})
+
+    @router.post("/clients/{client_key}/invoices")
+    async def add_invoice(client_key: str, new: NewInvoice) -> Response:
+        invoice = ledger(client_key).add_new_invoice(
+            new.invoice_no, new.customer_no, new.total_amount, currency_code=new.currency_code,
+            exchange_rate=new.exchange_rate, voucher_date=new.voucher_date, is_reversed=new.is_reversed)
+        return _json(invoice_dto(invoice), status_code=201)
+
+    @router.post("/clients/{client_key}/invoices/{invoice_no}/reverse")
+    async def reverse_invoice(client_key: str, invoice_no: int) -> Response:
+        return _json(invoice_dto(ledger(client_key).reverse_invoice(invoice_no)))
 
     @router.post("/clients/{client_key}/projects")
     async def add_project(client_key: str, new: NewProject) -> Response:
@@ -111,6 +140,10 @@ def control_router(state: SandboxState) -> APIRouter:
             state.limiter.configure(update.rate_limit_per_second)
         if update.token_lifetime_seconds is not None:
             state.tokens.lifetime_s = update.token_lifetime_seconds
+        if update.unique_references is not None:
+            state.set_unique_references(update.unique_references)
+        if update.documented_fields_only is not None:
+            state.documented_fields_only = update.documented_fields_only
         return _json(settings())
 
     @router.post("/tokens/expire")

@@ -43,6 +43,21 @@ class SandboxControl:
     def set_rate_limit(self, per_second: int | None) -> dict[str, Any]:
         return self._call("PUT", "/settings", json={"rate_limit_per_second": per_second})
 
+    def set_documented_fields_only(self, on: bool) -> dict[str, Any]:
+        return self._call("PUT", "/settings", json={"documented_fields_only": on})
+
+    def set_unique_references(self, on: bool) -> dict[str, Any]:
+        return self._call("PUT", "/settings", json={"unique_references": on})
+
+    def add_invoice(self, client_key: str, invoice_no: int, customer_no: int, total_amount: Any, *,
+                    currency_code: str = "NOK", exchange_rate: Any = 1, is_reversed: bool = False) -> dict[str, Any]:
+        body = {"invoice_no": invoice_no, "customer_no": customer_no, "total_amount": str(total_amount),
+                "currency_code": currency_code, "exchange_rate": str(exchange_rate), "is_reversed": is_reversed}
+        return self._call("POST", f"/clients/{client_key}/invoices", json=body)
+
+    def reverse_invoice(self, client_key: str, invoice_no: int) -> dict[str, Any]:
+        return self._call("POST", f"/clients/{client_key}/invoices/{invoice_no}/reverse")
+
     def set_token_lifetime(self, seconds: int) -> dict[str, Any]:
         return self._call("PUT", "/settings", json={"token_lifetime_seconds": seconds})
 

@@ -1,19 +1,27 @@
 """One PowerOffice client's books, in memory: pure and thread-safe, no HTTP.
 
 Rules the sandbox enforces when a bank voucher is posted (`post_bank_voucher`), in order:
-1. A second voucher with the same `ExternalImportReference` is rejected (DuplicateVoucher,
-   409). Checked first, so a replay of an applied payment always reads "already applied".
+1. With `unique_references` on (the default), a second voucher with the same
+   `ExternalImportReference` is rejected (DuplicateVoucher, 409), as the OpenAPI describes
+   ("only one instance of the reference can exist on the client"). The public material does
+   not say a real server enforces it with an error, so tests run with it off too.
 2. Every line needs a non-zero amount and an existing account: a general-ledger account id
    or a customer's `SubledgerAccountId` (what the OpenAPI calls "the id of the general
    ledger account or the subledger account"). The lines must sum to 0.
 3. No line may be dated on or before the lock date (OpenAPI LockDateSettingsDto: "not
    possible to create accounting entries on this date or any previous date").
-4. Matching. Sign convention: positive CurrencyAmount = debit, negative = credit. A credit
-   on a customer's sub-ledger account is money received; with an `InvoiceNo` it is matched
-   to that customer's invoice and the invoice's `Balance` falls by the amount (capped at
-   what is owed; an overpayment stays open as a credit entry). An `InvoiceNo` that is not
-   an unreversed invoice of that customer rejects the voucher (InvoiceNotFound, 400).
-Nothing is stored unless every rule passes.
+4. Matching, no kinder than the contract. Sign convention: positive CurrencyAmount = debit,
+   negative = credit. A credit on a customer's sub-ledger account with an `InvoiceNo` is
+   matched to the invoice of that number and lowers what it owes (capped at what is owed; an
+   overpayment stays open as a credit entry); a debit with an `InvoiceNo` raises it again (a
+   reversed payment, capped at the invoice total). The contract promises no check that the
+   invoice exists, belongs to that customer, is unreversed or is in the line's currency, so
+   the sandbox does none: an unknown `InvoiceNo` is accepted as an unmatched open entry, and
+   a line in another currency is applied to the invoice number as it comes. The client's own
+   checks are what keeps the books right.
+Nothing is stored unless every rule passes. Invoices keep their amounts in their own currency;
+`Balance` on the wire is in the client's currency (documented: "in the client currency"),
+converted with the invoice's exchange rate.
 """
 from __future__ import annotations
 
@@ -27,10 +35,10 @@ from typing import Any, Callable
 from sandbox import jsonpatch
 from sandbox.filters import NumberFilter
 from sandbox.problems import (
-    DuplicateVoucher, InvoiceNotFound, LockDateViolation, NotFound, Problem, VoucherRejected,
+    DuplicateVoucher, LockDateViolation, NotFound, Problem, VoucherRejected,
 )
 from sandbox.records import (
-    Application, ClientSummary, CustomerRecord, GeneralLedgerAccount, InvoiceRecord, OpenCustomerEntry,
+    Application, ClientSummary, CustomerRecord, GeneralLedgerAccount, InvoiceRecord, LedgerEntry, OpenCustomerEntry,
     OpenItem, ProjectRecord, VoucherDraft, VoucherRecord,
 )
 
@@ -63,8 +71,10 @@ def _pick(index: dict[int, Any], wanted: NumberFilter | None, key: Callable[[Any
 
 
 class ClientLedger:
-    def __init__(self, client_key: str, lock_date: date | None = None, clock: Callable[[], datetime] = utc_now):
+    def __init__(self, client_key: str, lock_date: date | None = None, clock: Callable[[], datetime] = utc_now,
+                 *, unique_references: bool = True):
         self.client_key = client_key
+        self.unique_references = unique_references
         self._clock = clock
         self._lock = threading.RLock()
         self._lock_date = lock_date
@@ -109,6 +119,32 @@ class ClientLedger:
         with self._lock:
             self._invoices[invoice.invoice_no] = invoice
             self._next_voucher_no = max(self._next_voucher_no, invoice.voucher_no + 1)
+
+    def add_new_invoice(self, invoice_no: int, customer_no: int, total: Decimal, *, currency_code: str = "NOK",
+                        exchange_rate: Decimal = Decimal(1), voucher_date: date, is_reversed: bool = False) -> InvoiceRecord:
+        """A new outgoing invoice (the control route's; seeding uses `add_invoice`)."""
+        with self._lock:
+            customer = self._customers.get(customer_no)
+            if customer is None:
+                raise NotFound(f"Customer with number {customer_no} not found.")
+            if invoice_no in self._invoices:
+                raise Problem(f"Invoice {invoice_no} exists already.", status=409, title="Conflict")
+            invoice = InvoiceRecord(
+                id=uuid.uuid5(uuid.NAMESPACE_URL, f"{self.client_key}/invoice/{invoice_no}"), invoice_no=invoice_no,
+                customer_id=customer.id, customer_no=customer_no, total_amount=total, opening_balance=total,
+                voucher_date=voucher_date, due_date=None, voucher_no=self._next_voucher_no, currency_code=currency_code,
+                exchange_rate=exchange_rate, is_reversed=is_reversed)
+            self.add_invoice(invoice)
+            return invoice
+
+    def reverse_invoice(self, invoice_no: int) -> InvoiceRecord:
+        with self._lock:
+            invoice = self._invoices.get(invoice_no)
+            if invoice is None:
+                raise NotFound(f"Invoice {invoice_no} not found.")
+            reversed_ = replace(invoice, is_reversed=True)
+            self._invoices[invoice_no] = reversed_
+            return reversed_
 
     # -- settings ------------------------------------------------------------------------
     @property
@@ -179,8 +215,8 @@ class ClientLedger:
                     voucher_type="OutgoingInvoice", customer_id=inv.customer_id, customer_no=inv.customer_no,
                     customer_name=self._customers[inv.customer_no].name, invoice_no=str(inv.invoice_no),
                     posting_date=inv.voucher_date, voucher_date=inv.voucher_date, due_date=inv.due_date,
-                    amount=inv.total_amount, balance=balance, currency_code=inv.currency_code,
-                    external_import_reference=None,
+                    amount=inv.in_client_currency(inv.total_amount), balance=inv.in_client_currency(balance),
+                    currency_code=inv.currency_code, external_import_reference=None,
                 ))
         if invoice_nos is None:
             for e in self._open_entries:
@@ -241,7 +277,7 @@ class ClientLedger:
     def post_bank_voucher(self, draft: VoucherDraft) -> VoucherRecord:
         with self._lock:
             ref = draft.external_import_reference
-            if ref and ref in self._voucher_by_ref:
+            if ref and self.unique_references and ref in self._voucher_by_ref:
                 existing = self._voucher_by_ref[ref]
                 raise DuplicateVoucher(
                     f"A voucher with ExternalImportReference '{ref}' already exists on the client "
@@ -254,7 +290,7 @@ class ClientLedger:
             self._open_entries.extend(open_entries)
             self._vouchers.append(voucher)
             if ref:
-                self._voucher_by_ref[ref] = voucher
+                self._voucher_by_ref.setdefault(ref, voucher)
             return voucher
 
     # -- rules ---------------------------------------------------------------------------
@@ -289,14 +325,16 @@ class ClientLedger:
                 continue
             customer = self._customers[customer_no]
             left_open = line.currency_amount
-            if line.invoice_no is not None and line.invoice_no.strip():
-                number = int(line.invoice_no) if line.invoice_no.strip().isdigit() else None
-                invoice = (invoices.get(number) or self._invoices.get(number)) if number is not None else None
-                if invoice is None or invoice.customer_no != customer_no or invoice.is_reversed:
-                    raise InvoiceNotFound(f"Line {n}: invoice with InvoiceNo {line.invoice_no} was not found "
-                                          f"for customer {customer_no} (sub-ledger account id {line.account_id}).")
+            text = (line.invoice_no or "").strip()
+            number = int(text) if text.isdigit() and len(text) < 19 else None
+            invoice = (invoices.get(number) or self._invoices.get(number)) if number is not None else None
+            if invoice is not None:
+                applied = ZERO
                 if line.currency_amount < ZERO and invoice.balance > ZERO:
-                    applied = min(-line.currency_amount, invoice.balance)
+                    applied = min(-line.currency_amount, invoice.balance)  # money received
+                elif line.currency_amount > ZERO and invoice.balance < invoice.opening_balance:
+                    applied = -min(line.currency_amount, invoice.opening_balance - invoice.balance)  # given back
+                if applied != ZERO:
                     invoices[invoice.invoice_no] = replace(
                         invoice, balance_last_changed=voucher.created,
                         applications=invoice.applications + (Application(voucher.id, line.posting_date, applied),))
@@ -306,7 +344,26 @@ class ClientLedger:
                     id=20_000_000 + len(self._open_entries) + len(entries), customer_id=customer.id,
                     customer_no=customer_no, voucher_id=voucher.id, voucher_no=voucher.voucher_no,
                     posting_date=line.posting_date, voucher_date=draft.voucher_date, amount=line.currency_amount,
-                    balance=left_open, currency_code=draft.currency_code,
+                    balance=left_open, currency_code=line.currency_code or draft.currency_code,
                     external_import_reference=draft.external_import_reference, created=voucher.created,
+                    invoice_no=text or None,
                 ))
         return invoices, entries
+
+    def statement(self, posted_from: date, posted_to: date, customer_nos: NumberFilter | None = None) -> list[LedgerEntry]:
+        """Customer sub-ledger transactions posted in [from, to] (`/Customerledger/Statement`)."""
+        with self._lock:
+            out = []
+            for voucher in self._vouchers:
+                for line in voucher.draft.lines:
+                    customer_no = self._customer_by_subledger.get(line.account_id)
+                    if customer_no is None or not posted_from <= line.posting_date <= posted_to:
+                        continue
+                    if customer_nos is not None and customer_no not in customer_nos:
+                        continue
+                    out.append(LedgerEntry(voucher_id=voucher.id, voucher_no=voucher.voucher_no, customer_no=customer_no,
+                                           posting_date=line.posting_date, amount=line.currency_amount,
+                                           currency_code=line.currency_code or voucher.draft.currency_code,
+                                           invoice_no=line.invoice_no,
+                                           external_import_reference=voucher.draft.external_import_reference))
+            return out

@@ -83,10 +83,6 @@ class LockDateViolation(VoucherRejected):
     """Posting into a locked period (on or before the client's lock date)."""
 
 
-class InvoiceNotFound(VoucherRejected):
-    """A customer line names an invoice that the customer does not have."""
-
-
 class DuplicateVoucher(Problem):
     """A voucher with the same ExternalImportReference already exists on the client.
 

@@ -66,13 +66,18 @@ class InvoiceRecord:
     due_date: date | None
     voucher_no: int
     currency_code: str = "NOK"
+    exchange_rate: Decimal = Decimal(1)  # client currency per unit of currency_code
     is_reversed: bool = False
     applications: tuple[Application, ...] = ()
     balance_last_changed: datetime | None = None
 
     @property
     def balance(self) -> Decimal:
+        """Still owed, in the invoice's own currency."""
         return self.opening_balance - sum((a.amount for a in self.applications), Decimal(0))
+
+    def in_client_currency(self, amount: Decimal) -> Decimal:
+        return (amount * self.exchange_rate).quantize(Decimal("0.01"))
 
     def balance_at(self, on: date) -> Decimal:
         """Balance as it stood at the end of `on` (payments posted later do not count yet)."""
@@ -86,6 +91,8 @@ class VoucherLine:
     posting_date: date
     currency_amount: Decimal  # signed: positive = debit, negative = credit
     invoice_no: str | None = None
+    currency_code: str | None = None  # the voucher's when None
+    exchange_rate: Decimal | None = None
     description: str | None = None
     custom_matching_reference: str | None = None
     cid: str | None = None
@@ -128,6 +135,21 @@ class OpenCustomerEntry:
     currency_code: str
     external_import_reference: str | None
     created: datetime
+    invoice_no: str | None = None  # the InvoiceNo the line named, if it matched no invoice
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEntry:
+    """One line on a customer's sub-ledger account, as `/Customerledger/Statement` lists it."""
+
+    voucher_id: UUID
+    voucher_no: int
+    customer_no: int
+    posting_date: date
+    amount: Decimal
+    currency_code: str
+    invoice_no: str | None
+    external_import_reference: str | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,8 +18,8 @@ from sandbox.ledger import ClientLedger
 from sandbox.problems import UnsupportedMediaType
 from sandbox.state import SandboxState
 from sandbox.wire import (
-    account_dto, customer_dto, decode_json, dumps, invoice_dto, open_item_dto, parse_bank_voucher, project_dto,
-    voucher_dto,
+    account_dto, customer_dto, decode_json, documented, dumps, invoice_dto, ledger_entry_dto, open_item_dto,
+    parse_bank_voucher, project_dto, voucher_dto,
 )
 
 JSON_MEDIA_TYPES = ("application/json", "text/json", PATCH_MEDIA_TYPE)  # what ASP.NET accepts for POST
@@ -63,6 +63,10 @@ async def json_body(request: Request, allowed: tuple[str, ...], any_plus_json: b
 def api_router(state: SandboxState) -> APIRouter:
     router = APIRouter(prefix="/v2")
 
+    def shaped(shape: str, to_dto: Callable[[Any], dict[str, Any]]) -> Callable[[Any], dict[str, Any]]:
+        """The DTO, cut to its documented fields while the sandbox is told to answer only those."""
+        return lambda item: documented(shape, to_dto(item)) if state.documented_fields_only else to_dto(item)
+
     async def client_ledger(authorization: Annotated[str | None, Header()] = None) -> ClientLedger:
         return state.ledgers[bearer_client_key(state.tokens, authorization)]
 
@@ -71,14 +75,14 @@ def api_router(state: SandboxState) -> APIRouter:
 
     @router.get("/GeneralLedgerAccounts")
     async def list_accounts(ledger: Ledger, paging: Page, accountNos: str | None = None) -> Response:
-        return listing(ledger.accounts(parse_number_filter(accountNos, "accountNos")), paging, account_dto)
+        return listing(ledger.accounts(parse_number_filter(accountNos, "accountNos")), paging, shaped("account", account_dto))
 
     @router.get("/Customers")
     async def list_customers(ledger: Ledger, paging: Page, customerNos: str | None = None,
                              externalNos: str | None = None) -> Response:
         found = ledger.customers(parse_number_filter(customerNos, "customerNos"),
                                  parse_number_filter(externalNos, "externalNos"))
-        return listing(found, paging, customer_dto)
+        return listing(found, paging, shaped("customer", customer_dto))
 
     @router.get("/Customers/{customer_id}")
     async def get_customer(ledger: Ledger, customer_id: int) -> Response:
@@ -93,7 +97,7 @@ def api_router(state: SandboxState) -> APIRouter:
     async def list_projects(ledger: Ledger, paging: Page, customerNos: str | None = None,
                             createdDateTimeOffsetGreaterThan: datetime | None = None) -> Response:
         found = ledger.projects(parse_number_filter(customerNos, "customerNos"), createdDateTimeOffsetGreaterThan)
-        return listing(found, paging, project_dto)
+        return listing(found, paging, shaped("project", project_dto))
 
     @router.get("/Projects/{project_id}")
     async def get_project(ledger: Ledger, project_id: int) -> Response:
@@ -110,14 +114,21 @@ def api_router(state: SandboxState) -> APIRouter:
                             customerNos: str | None = None, onlyUnpaidInvoices: bool = False) -> Response:
         found = ledger.invoices(parse_number_filter(invoiceNos, "invoiceNos"),
                                 parse_number_filter(customerNos, "customerNos"), onlyUnpaidInvoices)
-        return listing(found, paging, invoice_dto)
+        return listing(found, paging, shaped("invoice", invoice_dto))
 
     @router.get("/Customerledger/OpenItems")
     async def open_items(ledger: Ledger, paging: Page, on: Annotated[date, Query(alias="date")],
                          invoiceNos: str | None = None, customerNos: str | None = None) -> Response:
         found = ledger.open_items(on, parse_number_filter(invoiceNos, "invoiceNos"),
                                   parse_number_filter(customerNos, "customerNos"))
-        return listing(found, paging, open_item_dto)
+        return listing(found, paging, shaped("open_item", open_item_dto))
+
+    @router.get("/Customerledger/Statement")
+    async def statement(ledger: Ledger, paging: Page, fromDate: date, toDate: date, customerNos: str | None = None,
+                        onlyCreatedByCurrentIntegration: bool = False) -> Response:
+        """Every voucher here is the integration's own, so onlyCreatedByCurrentIntegration changes nothing."""
+        found = ledger.statement(fromDate, toDate, parse_number_filter(customerNos, "customerNos"))
+        return listing(found, paging, shaped("ledger_entry", ledger_entry_dto))
 
     @router.post("/Vouchers/BankJournals")
     async def post_bank_voucher(ledger: Ledger, request: Request) -> Response:

@@ -44,6 +44,12 @@ class SandboxConfig:
     rate_limit_per_second: int | None = 10  # None disables the limit
     token_lifetime_seconds: int = 1200
     faults: FaultSettings = field(default_factory=FaultSettings)
+    # Refuse a second voucher with the same ExternalImportReference (409)? The public material
+    # describes the reference as unique per client but not what a real server answers: the crash
+    # and fault tests turn this off to prove vb2po needs no such refusal.
+    unique_references: bool = True
+    # Answer only the fields the public contract documents (see sandbox.wire.DOCUMENTED_FIELDS).
+    documented_fields_only: bool = False
 
 
 class SandboxState:
@@ -54,7 +60,16 @@ class SandboxState:
         self.tokens = TokenStore(config.application_key, set(ledgers), config.token_lifetime_seconds)
         self.limiter = SlidingWindowRateLimiter(config.rate_limit_per_second)
         self.faults = FaultInjector(config.faults)
+        self.documented_fields_only = config.documented_fields_only
         self.stats = RequestStats()
+
+    @property
+    def unique_references(self) -> bool:
+        return all(ledger.unique_references for ledger in self.ledgers.values())
+
+    def set_unique_references(self, on: bool) -> None:
+        for ledger in self.ledgers.values():
+            ledger.unique_references = on
 
     @classmethod
     def seeded(cls, config: SandboxConfig, clients: Sequence[ClientSeed]) -> "SandboxState":
@@ -63,7 +78,9 @@ class SandboxState:
         keys = [c.client_key for c in clients]
         if len(set(keys)) != len(keys):
             raise ValueError(f"client keys must be unique: {keys}")
-        return cls(config, {c.client_key: seed_client(c.client_key, c.spec, c.lock_date) for c in clients})
+        state = cls(config, {c.client_key: seed_client(c.client_key, c.spec, c.lock_date) for c in clients})
+        state.set_unique_references(config.unique_references)
+        return state
 
     def reset_settings(self) -> None:
         """Back to how the sandbox started: faults, rate limit, token lifetime, lock dates.
@@ -72,6 +89,8 @@ class SandboxState:
         """
         self.faults.configure(self.config.faults)
         self.limiter.configure(self.config.rate_limit_per_second)
+        self.set_unique_references(self.config.unique_references)
+        self.documented_fields_only = self.config.documented_fields_only
         self.tokens.lifetime_s = self.config.token_lifetime_seconds
         for key, lock_date in self._seeded_lock_dates.items():
             self.ledgers[key].set_lock_date(lock_date)

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from sandbox.problems import VALIDATION_TITLE, Problem
 from sandbox.records import (
-    CustomerRecord, GeneralLedgerAccount, InvoiceRecord, OpenItem, ProjectRecord, VoucherDraft, VoucherLine,
+    CustomerRecord, GeneralLedgerAccount, InvoiceRecord, LedgerEntry, OpenItem, ProjectRecord, VoucherDraft, VoucherLine,
     VoucherRecord,
 )
 
@@ -42,6 +42,24 @@ def dumps(content: Any) -> bytes:
     return json.dumps(content, default=json_default, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
+# What the contract documents of each shape (../shared/domain/poweroffice-go.md): with the sandbox's
+# `documented_fields_only` switch on, answers carry nothing else, so a client that reads an
+# undocumented field fails in tests the way it could fail against the real service.
+DOCUMENTED_FIELDS: dict[str, frozenset[str]] = {
+    "customer": frozenset({"Id", "Number", "ExternalNumber", "SubledgerAccountId", "IsArchived", "IsActive"}),
+    "project": frozenset({"Id", "CustomerNo", "DenyTimeTracking"}),
+    "invoice": frozenset({"Id", "InvoiceNo", "CustomerNo", "Balance", "TotalAmount", "DueDate", "IsReversed",
+                          "CurrencyCode", "CurrencyExchangeRate"}),  # (the rate: OutgoingInvoiceDto in the OpenAPI)
+    "open_item": frozenset({"Balance", "InvoiceNo", "ExternalImportReference"}),
+    "ledger_entry": frozenset({"ExternalImportReference", "Amount", "InvoiceNo", "CustomerAccountNo"}),
+    "account": frozenset({"Id", "AccountNo"}),
+}
+
+
+def documented(shape: str, dto: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in dto.items() if k in DOCUMENTED_FIELDS[shape]}
+
+
 def account_dto(a: GeneralLedgerAccount) -> dict[str, Any]:
     return {"Id": a.id, "AccountNo": a.account_no, "Name": a.name, "IsActive": a.is_active}
 
@@ -63,9 +81,11 @@ def project_dto(p: ProjectRecord) -> dict[str, Any]:
 
 
 def invoice_dto(i: InvoiceRecord) -> dict[str, Any]:
+    """Balance in the client currency (as documented), TotalAmount in the invoice's own."""
     return {
         "Id": str(i.id), "InvoiceNo": i.invoice_no, "CustomerId": i.customer_id, "CustomerNo": i.customer_no,
-        "TotalAmount": i.total_amount, "Balance": i.balance, "CurrencyCode": i.currency_code,
+        "TotalAmount": i.total_amount, "Balance": i.in_client_currency(i.balance), "CurrencyCode": i.currency_code,
+        "CurrencyExchangeRate": i.exchange_rate, "TotalPostedAmount": i.in_client_currency(i.total_amount),
         "VoucherDate": _day(i.voucher_date), "DueDate": _day(i.due_date), "VoucherNo": i.voucher_no,
         "IsReversed": i.is_reversed, "BalanceLastChangedDateTimeOffset": _stamp(i.balance_last_changed),
     }
@@ -81,6 +101,15 @@ def open_item_dto(o: OpenItem) -> dict[str, Any]:
     }
 
 
+def ledger_entry_dto(e: LedgerEntry) -> dict[str, Any]:
+    return {
+        "VoucherId": str(e.voucher_id), "VoucherNo": e.voucher_no, "CustomerAccountNo": e.customer_no,
+        "PostingDate": _day(e.posting_date), "Amount": e.amount, "CurrencyAmount": e.amount,
+        "CurrencyCode": e.currency_code, "InvoiceNo": e.invoice_no, "ExternalImportReference": e.external_import_reference,
+        "IsCreatedByCurrentIntegration": True,
+    }
+
+
 def voucher_dto(v: VoucherRecord) -> dict[str, Any]:
     d = v.draft
     return {
@@ -93,6 +122,7 @@ def voucher_dto(v: VoucherRecord) -> dict[str, Any]:
                 "AccountId": line.account_id, "PostingDate": _day(line.posting_date),
                 "CurrencyAmount": line.currency_amount, "Amount": line.currency_amount,
                 "InvoiceNo": line.invoice_no, "Description": line.description,
+                "CurrencyCode": line.currency_code or d.currency_code, "CurrencyExchangeRate": line.exchange_rate,
                 "CustomMatchingReference": line.custom_matching_reference, "Cid": line.cid,
                 "ExternalLineReference": line.external_line_reference,
             }
@@ -111,7 +141,9 @@ class BankVoucherLineIn(_In):
     AccountId: int
     PostingDate: date
     CurrencyAmount: Decimal
-    InvoiceNo: str | None = None
+    InvoiceNo: str | None = Field(None, max_length=200)
+    CurrencyCode: str | None = Field(None, pattern=r"^[A-Z]{3}$")
+    CurrencyExchangeRate: Decimal | None = Field(None, gt=0)
     Description: str | None = None
     CustomMatchingReference: str | None = None
     Cid: str | None = None
@@ -154,6 +186,7 @@ def parse_bank_voucher(payload: Any) -> VoucherDraft:
         VoucherLine(
             account_id=line.AccountId, posting_date=line.PostingDate, currency_amount=line.CurrencyAmount,
             invoice_no=line.InvoiceNo or None, description=line.Description,
+            currency_code=line.CurrencyCode, exchange_rate=line.CurrencyExchangeRate,
             custom_matching_reference=line.CustomMatchingReference, cid=line.Cid,
             external_line_reference=line.ExternalLineReference,
         )

@@ -9,7 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-from schemas.events import CREDIT_BLOCK_EVENT, PAYMENT_EVENT, CreditBlockEvent, PaymentEvent
+from schemas.events import CREDIT_BLOCK_EVENT, PAYMENT_EVENT, SCHEMA_VERSION, CreditBlockEvent, PaymentEvent
 
 SCHEMA_DIR = Path(__file__).parent / "jsonschema"
 MODELS = {PAYMENT_EVENT: PaymentEvent, CREDIT_BLOCK_EVENT: CreditBlockEvent}
@@ -22,8 +22,7 @@ def schema_file(event_type: str, version: int) -> Path:
 def current_schemas() -> dict[Path, dict]:
     out = {}
     for event_type, model in MODELS.items():
-        version = model.model_fields["schema_version"].default
-        out[schema_file(event_type, version)] = model.model_json_schema(mode="serialization")
+        out[schema_file(event_type, SCHEMA_VERSION)] = model.model_json_schema(mode="serialization")
     return out
 
 

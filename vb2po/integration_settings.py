@@ -29,13 +29,16 @@ EDITABLE: dict[str, str] = {
     "marker.field": "the CustTr column that marks a payment as registered in PowerOffice",
     "marker.value": "the value written into that column",
     "payment_rule.voucher_types": "the CustTr voucher types (VoTp) that are payments",
+    "payment_rule.reversal_voucher_types": "the voucher types of counter-rows that reverse a payment (null: the payment types)",
+    "unmatched_payments": "dead_letter, or on_account: a payment whose invoice PowerOffice does not know goes to the customer's account",
     "default_company_no": "the Visma company of invoice clients that do not name one",
     "invoice_clients.<client>.bank_account": "the bank general-ledger account this client's payments are debited to",
     "invoice_clients.<client>.company_no": "the Visma company this invoice client maps to (null: the default)",
 }
 _CLIENT_FIELDS = ("bank_account", "company_no")
 # Changing these changes what is read from or written to Visma: checked against every company.
-VISMA_PATHS = ("marker.field", "marker.value", "payment_rule.voucher_types", "credit_block_sync", "lookback_date")
+VISMA_PATHS = ("marker.field", "marker.value", "payment_rule.voucher_types", "payment_rule.reversal_voucher_types",
+               "credit_block_sync", "lookback_date")
 
 
 class ChangeRefused(ValueError):
@@ -279,6 +282,6 @@ def parse_assignment(text: str) -> tuple[str, Any]:
         raise ChangeRefused(f"expected PATH=VALUE, got {text!r}", "e.g. marker.field=Gr5 or lookback_date=2026-03-01")
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        value = raw
+    except (yaml.YAMLError, ValueError):  # e.g. 2026-02-30: a date-looking text that is no date
+        value = raw.strip()  # the settings validation then names the key and says what is wrong
     return path.strip(), _json_value(value)

@@ -23,6 +23,11 @@ APPLY_LATENCY = Histogram(
     buckets=(0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600, 86400),
 )
 TRANSIENT_RETRIES = Counter("vb2po_consumer_retries_total", "Transient failures retried", ["reason"])
+DEAD_LETTERED_OPEN = Gauge("vb2po_consumer_dead_lettered_payments_open", "Payments (and other items) with a dead letter "
+                           "not yet redriven, counted once however often they were delivered (every consumer instance "
+                           "reports the same total: take max)")
+CRASH_GUARD = Counter("vb2po_consumer_crash_guard_total", "Records the consumer ran alone (isolate) or dead-lettered "
+                      "unapplied (give_up) because sessions before died while processing them", ["verdict"])
 
 
 # Operator surface (admin API, reconcile)

@@ -2,20 +2,36 @@
 
 Environment variables win over the file; nested fields use `__`, e.g.
 `VB2PO_KAFKA__BOOTSTRAP_SERVERS=127.0.0.1:9092`. Secrets are `SecretStr`: never logged.
+Every value is bounded: a setting is whatever a person typed, and a wrong one must be refused
+at start with a line that names it, not discovered by the data it damages.
 """
 from __future__ import annotations
 
 import os
 from datetime import date
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from vb2po.currencies import ALPHA
+from vb2po.visma.identifiers import ColumnNotUsable, free_field, marker_value_problem
+
 CONFIG_ENV = "VB2PO_CONFIG"
+
+INT_MAX = 2**31 - 1  # Visma's INT columns
+CompanyNo = Annotated[int, Field(ge=1, le=9999, description="Visma company number (database F0001 .. F9999)")]
+VoucherType = Annotated[int, Field(ge=1, le=32767)]
+ColumnName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_]{0,62}$")]
+
+
+def _iso_currency(code: str) -> str:
+    if code not in ALPHA:
+        raise ValueError(f"{str(code)[:20]!r} is not an ISO 4217 currency code such as NOK or EUR")
+    return code
 
 
 class _Section(BaseModel):
@@ -23,29 +39,84 @@ class _Section(BaseModel):
 
 
 class MarkerSettings(_Section):
-    field: str = Field("Gr4", description="CustTr column that marks a payment as registered in PowerOffice")
-    value: int | str = Field(1, description="value written into that column")
+    field: str = Field("Gr4", description="the CustTr free field (Gr, Gr2..Gr12, Inf, Inf2..Inf8) that marks a "
+                                          "payment as registered in PowerOffice")
+    value: int | str = Field(1, description="value written into that field; never its default (0 / empty)")
+
+    @field_validator("field")
+    @classmethod
+    def _free_field(cls, value: str) -> str:
+        try:
+            return free_field(value)
+        except ColumnNotUsable as exc:
+            raise ValueError(str(exc)) from None
+
+    @field_validator("value")
+    @classmethod
+    def _bounded(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and not -INT_MAX <= value <= INT_MAX:
+            raise ValueError(f"{value} does not fit Visma's integer fields (at most {INT_MAX})")
+        if isinstance(value, str) and (len(value) > 60 or any(ord(c) < 32 or ord(c) == 127 for c in value)):
+            raise ValueError("a text marker is at most 60 printable characters")
+        return value
+
+    @model_validator(mode="after")
+    def _value_fits(self) -> "MarkerSettings":
+        problem = marker_value_problem(self.field, self.value)
+        if problem:
+            raise ValueError(problem)
+        return self
 
 
 class PaymentRuleSettings(_Section):
-    """Which CustTr rows are payments: negative amount, voucher type in this list, and an
-    invoice number (a payment row without one is reported as a bad row)."""
+    """Which CustTr rows are payments: negative amount and voucher type in `voucher_types`; and
+    which are reversals of payments: positive amount and voucher type in `reversal_voucher_types`."""
 
-    voucher_types: tuple[int, ...] = (3,)
+    voucher_types: tuple[VoucherType, ...] = Field((3,), min_length=1, max_length=50,
+                                                   description="the CustTr voucher types (VoTp) of payments")
+    reversal_voucher_types: tuple[VoucherType, ...] | None = Field(
+        None, max_length=50, description="voucher types of a counter-row that reverses a payment (positive Am, same "
+                                         "customer and invoice); unset: the payment types; []: reversals not looked for")
+
+    @property
+    def reversal_types(self) -> tuple[int, ...]:
+        return self.voucher_types if self.reversal_voucher_types is None else self.reversal_voucher_types
+
+
+class CurrencySettings(_Section):
+    """Where a CustTr row's currency is (unconfirmed column names: checked against the live table;
+    a table without them is in the company currency), and how a currency number becomes an ISO code."""
+
+    number_column: ColumnName = Field("Cur", description="CustTr column with the row's currency number (0: company currency)")
+    amount_column: ColumnName = Field("CurAm", description="CustTr column with the amount in that currency")
+    codes: dict[Annotated[int, Field(ge=1, le=INT_MAX)], str] = Field(
+        default_factory=dict, max_length=500,
+        description="currency number -> ISO code; overrides the company's currency register (table Cur) and the "
+                    "ISO 4217 numeric codes used where there is no register")
+
+    @field_validator("codes")
+    @classmethod
+    def _iso_codes(cls, codes: dict[int, str]) -> dict[int, str]:
+        for code in codes.values():
+            _iso_currency(code)
+        return codes
 
 
 class CompanySettings(_Section):
-    company_no: int = Field(gt=0)
+    company_no: CompanyNo
     odbc: SecretStr = Field(description="ODBC connection string of the company database (F0001 ...)")
-    dialect: str | None = Field(None, description="tsql | postgresql | sqlite; guessed from the driver when unset")
-    currency: str = "NOK"
+    dialect: Literal["tsql", "postgresql", "sqlite"] | None = Field(
+        None, description="tsql | postgresql | sqlite; guessed from the driver when unset")
+    currency: str = Field("NOK", description="the company currency (ISO 4217) that CustTr.Am is kept in")
+
+    _iso = field_validator("currency")(_iso_currency)
 
 
 class InvoiceClientSettings(_Section):
-    name: str
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$", description="the invoice client's name (fakturaklient)")
     client_key: SecretStr
-    bank_account: int = Field(1920, description="bank general-ledger account the payments are debited to")
-    company_no: int | None = Field(None, description="Visma company; the default company when unset")
+    bank_account: int = Field(1920, ge=1000, le=99_999_999, description="bank general-ledger account the payments are debited to")
+    company_no: CompanyNo | None = Field(None, description="Visma company; the default company when unset")
 
 
 # Consumers keep to this share of PowerOffice's budget (it counts a sliding second: room for jitter);
@@ -59,10 +130,10 @@ class PowerOfficeSettings(_Section):
     token_url: str = "https://goapi.poweroffice.net/OAuth/Token"
     application_key: SecretStr = SecretStr("")
     subscription_key: SecretStr = SecretStr("")
-    timeout_s: float = 10.0
-    requests_per_second: float = Field(10.0, ge=0, description="PowerOffice's budget per subscription key; 0: no limit")
+    timeout_s: float = Field(10.0, gt=0, le=300, description="seconds to wait for a PowerOffice answer")
+    requests_per_second: float = Field(10.0, ge=0, le=1000, description="PowerOffice's budget per subscription key; 0: no limit")
     operator_requests_per_second: float = Field(
-        OPERATOR_RATE_DEFAULT, gt=0, description="calls/s for reconcile (many calls, run by the producer); the default fits "
+        OPERATOR_RATE_DEFAULT, gt=0, le=100, description="calls/s for reconcile (many calls, run by the producer); the default fits "
                                "in the 3 % of requests_per_second the consumers leave free")
 
     @model_validator(mode="after")
@@ -81,14 +152,17 @@ class TopicSettings(_Section):
     dead_letters: str = "vb2po.dead-letters"
     producer_state: str = "vb2po.producer-state"
     consumer_state: str = "vb2po.consumer-state"
-    partitions: int = 6
-    replication_factor: int = 1
-    retention_ms: int = 14 * 24 * 3600 * 1000
+    dead_lettered: str = Field("vb2po.dead-lettered", description="compacted: what the consumer dead-lettered and "
+                                                                  "not yet redriven (one letter per bad item, not per delivery)")
+    partitions: int = Field(6, ge=1, le=10_000)
+    replication_factor: int = Field(1, ge=1, le=10)
+    retention_ms: int = Field(14 * 24 * 3600 * 1000, ge=3_600_000, le=10 * 365 * 24 * 3600 * 1000)
     admin_tokens: str = Field("vb2po.admin-tokens", description="compacted: hashes of the operators' personal tokens, revocations")
     integration_settings: str = Field("vb2po.integration-settings",
                                       description="compacted: the integration settings changed through the admin API")
     audit: str = Field("vb2po.audit", description="who did what when through the admin API, and with what outcome")
-    audit_retention_ms: int = Field(400 * 24 * 3600 * 1000, gt=0, description="how long audit entries are kept")
+    audit_retention_ms: int = Field(400 * 24 * 3600 * 1000, ge=3_600_000, le=10 * 365 * 24 * 3600 * 1000,
+                                    description="how long audit entries are kept")
 
 
 class KafkaSettings(_Section):
@@ -105,24 +179,24 @@ class KafkaSettings(_Section):
 
 
 class ProducerSettings(_Section):
-    poll_interval_s: float = Field(0.5, gt=0, description="how often each company's payments are polled")
-    settle_s: float = Field(1.0, ge=0, description="newest changes are held back this long so open transactions can commit")
+    poll_interval_s: float = Field(0.5, gt=0, le=3600, description="how often each company's payments are polled")
+    settle_s: float = Field(1.0, ge=0, le=3600, description="newest changes are held back this long so open transactions can commit")
     page_size: int = Field(2000, gt=0, le=100_000, description="rows per read and per Kafka transaction")
-    credit_block_interval_s: float = Field(10.0, gt=0, description="how often Actor.CrSusp is compared with the published state")
-    reassert_interval_s: float = Field(3600.0, gt=0, description="how often standing blocks are published again")
-    sweep_interval_s: float = Field(300.0, gt=0, description="how often the safety net looks for unmarked payments")
-    sweep_grace_s: float = Field(120.0, ge=0, description="a payment younger than this is not swept (it may still be in flight)")
+    credit_block_interval_s: float = Field(10.0, gt=0, le=86_400, description="how often Actor.CrSusp is compared with the published state")
+    reassert_interval_s: float = Field(3600.0, gt=0, le=7 * 86_400, description="how often standing blocks are published again")
+    sweep_interval_s: float = Field(300.0, gt=0, le=86_400, description="how often the safety net looks for unmarked payments")
+    sweep_grace_s: float = Field(120.0, ge=0, le=86_400, description="a payment younger than this is not swept (it may still be in flight)")
 
 
 class ConsumerSettings(_Section):
     concurrency: int = Field(16, ge=1, le=256, description="customers applied at the same time per instance")
-    max_in_flight: int = Field(5000, ge=1, description="records taken from Kafka but not yet done, before pausing")
-    instances: int = Field(1, ge=1, description="consumer instances sharing PowerOffice's rate limit (each takes 1/n)")
-    instance_id: str | None = Field(None, description="static group membership (e.g. the StatefulSet pod name): "
+    max_in_flight: int = Field(5000, ge=1, le=1_000_000, description="records taken from Kafka but not yet done, before pausing")
+    instances: int = Field(1, ge=1, le=1000, description="consumer instances sharing PowerOffice's rate limit (each takes 1/n)")
+    instance_id: str | None = Field(None, max_length=249, description="static group membership (e.g. the StatefulSet pod name): "
                                     "a restarted instance takes its partitions back without a rebalance")
-    session_timeout_ms: int = Field(10_000, ge=6000, description="a silent instance loses its partitions after this")
-    poll_timeout_ms: int = Field(200, ge=1)
-    max_records: int = Field(500, ge=1)
+    session_timeout_ms: int = Field(10_000, ge=6000, le=1_800_000, description="a silent instance loses its partitions after this")
+    poll_timeout_ms: int = Field(200, ge=1, le=60_000)
+    max_records: int = Field(500, ge=1, le=100_000)
 
 
 PERMISSIONS = ("integration", "fetch.client", "fetch.all")
@@ -188,18 +262,23 @@ class Settings(BaseSettings):
 
     integration_enabled: bool = True
     visma_timezone: str = "Europe/Oslo"
-    lookback_date: date = Field(description="payments with an earlier voucher date are not transferred")
+    lookback_date: date = Field(ge=date(2000, 1, 1), le=date(2100, 12, 31),
+                                description="payments with an earlier voucher date are not transferred")
     credit_block_sync: bool = True
     marker: MarkerSettings = MarkerSettings()
     payment_rule: PaymentRuleSettings = PaymentRuleSettings()
-    default_company_no: int = 1
+    unmatched_payments: Literal["dead_letter", "on_account"] = Field(
+        "dead_letter", description="a payment whose invoice is not in PowerOffice (or that names none): dead_letter, or "
+                                   "on_account: posted to the customer's sub-ledger without an invoice (reconcile lists it)")
+    currency: CurrencySettings = CurrencySettings()
+    default_company_no: CompanyNo = 1
     companies: tuple[CompanySettings, ...]
     invoice_clients: tuple[InvoiceClientSettings, ...]
     poweroffice: PowerOfficeSettings = PowerOfficeSettings()
     kafka: KafkaSettings = KafkaSettings()
     producer: ProducerSettings = ProducerSettings()
     consumer: ConsumerSettings = ConsumerSettings()
-    metrics_port: int = Field(0, ge=0, description="/metrics, /healthz, /readyz; 0 turns the server off")
+    metrics_port: int = Field(0, ge=0, le=65535, description="/metrics, /healthz, /readyz; 0 turns the server off")
     metrics_bind_address: str = Field("127.0.0.1", description="0.0.0.0 in a container, so probes and scrapes reach it")
     admin: AdminSettings = AdminSettings()
 

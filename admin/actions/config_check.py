@@ -23,6 +23,7 @@ from admin.actions.redact import Redactor
 from vb2po.settings import CompanySettings, InvoiceClientSettings, Settings
 from vb2po.visma.db import classify_db_error
 from vb2po.visma.dialect import DialectName, dialect_for, guess_dialect, require_plain_identifier
+from vb2po.visma.company import currency_columns
 from vb2po.visma.identifiers import ColumnNotUsable, change_time_column, checked_marker_column
 from vb2po.visma.queries import PAYMENT_COLUMNS
 
@@ -221,11 +222,11 @@ def check_company(settings: Settings, company: CompanySettings, timeout_s: int =
         findings.append(Finding(FAIL, subject, f"marker.field {marker.field!r}: {exc}",
                                 "choose a free CustTr field, e.g. Gr4 (integer) or Inf2 (text)"))
         column = None
-    if column is not None and column in PAYMENT_COLUMNS:
-        findings.append(Finding(FAIL, subject, f"marker.field {column!r} is a column vb2po reads to find payments; "
-                                               "writing the marker there would corrupt them",
-                                "choose a free field, e.g. Gr4 or Inf2"))
-        column = None
+    try:
+        currency_columns(settings, list(custtr))
+    except ColumnNotUsable as exc:
+        findings.append(Finding(FAIL, subject, str(exc), "set currency.number_column and currency.amount_column to "
+                                                         "CustTr's currency columns"))
     if column is not None:
         problem = marker_type_problem(marker.value, *custtr[column])
         if problem:

@@ -49,6 +49,9 @@ class LetterEntry:
                     f"{self.letter.company_no}; the producer publishes the changed row by itself")
         if not self.letter.topic or self.letter.original is None:
             return "the letter does not carry its original topic and message"
+        if self.letter.original_truncated:
+            return (f"the original message was {self.letter.original_bytes} bytes and the letter keeps only part of it; "
+                    "no event is that large: fix the source and publish it again")
         return None
 
     def summary(self) -> dict:
@@ -57,6 +60,7 @@ class LetterEntry:
             "id": self.letter_id, "stage": l.stage, "reason": l.reason, "company_no": l.company_no,
             "source_key": l.source_key, "event_id": l.event_id, "topic": l.topic, "failed_at": l.failed_at,
             "attempts": l.attempts, "open": self.open, "redrives": list(self.redrives),
+            "exception_class": l.exception_class,
         }
 
     def full(self) -> dict:
@@ -100,6 +104,12 @@ def list_letters(kafka: KafkaSettings, *, reason: str | None = None, company_no:
     return entries
 
 
+def open_payments(entries: Iterable[LetterEntry]) -> int:
+    """Distinct items (a payment's company and row, or a letter of its own) among open letters:
+    what status counts, however many letters the same payment collected."""
+    return len({(e.letter.company_no, e.letter.source_key or e.letter_id) for e in entries if e.open})
+
+
 def get_letter(kafka: KafkaSettings, letter_id: str) -> LetterEntry:
     for entry in list_letters(kafka):
         if entry.letter_id == letter_id:
@@ -134,6 +144,8 @@ def redrive(kafka: KafkaSettings, entries: list[LetterEntry], *, dry_run: bool =
                 results.append({"id": entry.letter_id, "outcome": "skipped", "why": why_not})
                 continue
             if producer is not None:
+                if entry.letter.fingerprint:  # the consumer would skip content it dead-lettered before: forget it first
+                    producer.send(kafka.topics.dead_lettered, key=entry.letter.fingerprint.encode(), value=None).get(timeout=30)
                 producer.send(entry.letter.topic, key=entry.key, value=entry.original_bytes()).get(timeout=30)
             results.append({"id": entry.letter_id, "outcome": "would_redrive" if dry_run else "redriven",
                             "topic": entry.letter.topic, "event_id": entry.letter.event_id})

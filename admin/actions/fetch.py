@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from producer.company import open_company
+from vb2po.visma.company import open_company
 from producer.publisher import ProducerFenced
 from vb2po.errors import TerminalError, TransientError
 from vb2po.kafka.dead_letters import DeadLetter

@@ -1,8 +1,11 @@
 """Reconcile: what Visma has outstanding per invoice against PowerOffice's `Balance`.
 
-Visma's outstanding amount of an invoice is the sum of `CustTr.Am` over its invoice number
-(the invoice, its credit notes, its payments). PowerOffice's is the invoice's `Balance`. Each
-invoice where they differ is one difference, of one kind:
+Visma's outstanding amount of an invoice is the sum over its invoice number (the invoice, its
+credit notes, its payments) of `CustTr.Am`, or for an invoice in a foreign currency of the
+currency amount. PowerOffice's is read only from documented fields: `OutgoingInvoices`
+`InvoiceNo`, `CustomerNo`, `Balance` (in the client's currency, so a foreign invoice's is divided
+by its `CurrencyExchangeRate`) and `CurrencyCode`; open items' `Balance`, `InvoiceNo` and
+`ExternalImportReference`. Each invoice where they differ is one difference, of one kind:
 
 - `payments_missing_in_poweroffice`: PowerOffice shows more outstanding (a Visma payment it lacks);
 - `payments_missing_in_visma`: PowerOffice shows less outstanding (a payment Visma lacks);
@@ -14,6 +17,8 @@ invoice where they differ is one difference, of one kind:
 
 Invoices PowerOffice has paid in full and Visma does not know are not found: PowerOffice is
 asked for Visma's invoice numbers and for its open items, not for every invoice it ever had.
+Payments vb2po posted on a customer's account (`unmatched_payments: on_account`) are listed
+apart: open items with a vb2po reference and no invoice number.
 """
 from __future__ import annotations
 
@@ -24,13 +29,15 @@ from datetime import date, datetime, timezone
 from decimal import Decimal
 from typing import Callable, Iterable
 
-from producer.company import open_company
+from vb2po.visma.company import open_company
 from vb2po import metrics
 from vb2po.errors import TerminalError, TransientError
 from admin.actions.errors import NotFound
 from admin.actions.jobs import new_id
 from admin.actions.visma_read import VismaInvoice, invoice_totals
 from vb2po.poweroffice.client import PowerOfficeClient
+from vb2po.poweroffice.models import OutgoingInvoice
+from vb2po.visma.payments import BadRow
 from vb2po.poweroffice.ratelimit import operator_limiter
 from vb2po.settings import InvoiceClientSettings, Settings
 
@@ -49,8 +56,9 @@ PO_CHUNK = 500  # invoice numbers per PowerOffice request (one progress step)
 @dataclass(frozen=True)
 class PowerOfficeInvoice:
     invoice_no: int
-    customer_no: int
-    balance: Decimal
+    customer_no: int | None
+    balance: Decimal  # in the invoice's own currency
+    currency: str = ""
 
 
 @dataclass(frozen=True)
@@ -64,6 +72,7 @@ class Difference:
     difference: Decimal  # PowerOffice minus Visma
     unmarked_in_visma: Decimal = ZERO  # payments on or after the lookback date not marked yet (in flight?)
     paid_before_lookback: Decimal = ZERO
+    currency: str = ""  # of the amounts
 
     @property
     def open(self) -> bool:
@@ -75,7 +84,7 @@ class Difference:
                 "kind": self.kind, "visma_outstanding": money(self.visma_outstanding),
                 "poweroffice_balance": money(self.poweroffice_balance), "difference": money(self.difference),
                 "unmarked_in_visma": money(self.unmarked_in_visma),
-                "paid_before_lookback": money(self.paid_before_lookback), "open": self.open}
+                "paid_before_lookback": money(self.paid_before_lookback), "currency": self.currency, "open": self.open}
 
 
 def _cents(amount: Decimal) -> Decimal:
@@ -87,20 +96,24 @@ def numeric(invoice_no: str) -> int | None:
 
 
 def compare(client: str, visma: Iterable[VismaInvoice], poweroffice: dict[int, PowerOfficeInvoice],
-            poweroffice_open: Iterable[PowerOfficeInvoice] = ()) -> tuple[int, list[Difference]]:
-    """(invoices compared, differences) for one invoice client. Pure."""
+            poweroffice_open: Iterable[PowerOfficeInvoice] = (),
+            currency_of: Callable[[int], str] = lambda number: "") -> tuple[int, list[Difference]]:
+    """(invoices compared, differences) for one invoice client. Pure. `currency_of` names Visma's
+    currency number of an invoice (0: the company currency)."""
     differences: list[Difference] = []
     compared = 0
     seen: set[int] = set()
     for v in visma:
         number = numeric(v.invoice_no)
         po = poweroffice.get(number) if number is not None else None
+        currency = currency_of(v.currency_number)
         if number is not None:
             seen.add(number)
         if po is None:
             if v.outstanding != ZERO or v.unmarked != ZERO:
                 differences.append(Difference(client, v.invoice_no, v.customer_no, UNKNOWN_IN_POWEROFFICE,
-                                              v.outstanding, None, -v.outstanding, v.unmarked, v.paid_before_lookback))
+                                              v.outstanding, None, -v.outstanding, v.unmarked, v.paid_before_lookback,
+                                              currency))
             continue
         compared += 1
         diff = po.balance - v.outstanding
@@ -111,12 +124,12 @@ def compare(client: str, visma: Iterable[VismaInvoice], poweroffice: dict[int, P
         else:
             kind = MISSING_IN_POWEROFFICE if diff > ZERO else MISSING_IN_VISMA
         differences.append(Difference(client, v.invoice_no, v.customer_no, kind, v.outstanding, po.balance, diff,
-                                      v.unmarked, v.paid_before_lookback))
+                                      v.unmarked, v.paid_before_lookback, po.currency or currency))
     for po in poweroffice_open:
         if po.invoice_no not in seen and po.balance != ZERO:
             seen.add(po.invoice_no)
             differences.append(Difference(client, str(po.invoice_no), po.customer_no, UNKNOWN_IN_VISMA, None,
-                                          po.balance, po.balance))
+                                          po.balance, po.balance, currency=po.currency))
     differences.sort(key=lambda d: (d.kind, numeric(d.invoice_no) or 0, d.invoice_no))
     return compared, differences
 
@@ -131,6 +144,14 @@ def poweroffice_client(settings: Settings, client: InvoiceClientSettings, *, bul
 
 
 Progress = Callable[[str, int, int], None]  # (what, done, total)
+
+
+def in_own_currency(invoice: OutgoingInvoice, client_currency: str) -> Decimal:
+    """PowerOffice's `Balance` is in the client's currency (documented); for an invoice in another
+    currency it is converted back with the invoice's documented `CurrencyExchangeRate`."""
+    if invoice.currency_code == client_currency or not invoice.exchange_rate:
+        return _cents(invoice.balance)
+    return _cents(invoice.balance / invoice.exchange_rate)
 
 
 def reconcile_client(settings: Settings, client: InvoiceClientSettings, progress: Progress,
@@ -148,12 +169,23 @@ def reconcile_client(settings: Settings, client: InvoiceClientSettings, progress
         for i in range(0, len(numbers), PO_CHUNK):
             progress(f"{client.name}: asking PowerOffice for invoices", i, len(numbers))
             for inv in api.get_invoices(numbers[i:i + PO_CHUNK]):
-                found[inv.invoice_no] = PowerOfficeInvoice(inv.invoice_no, inv.customer_no, _cents(inv.balance))
+                found[inv.invoice_no] = PowerOfficeInvoice(inv.invoice_no, inv.customer_no,
+                                                           in_own_currency(inv, company.currency), inv.currency_code)
         progress(f"{client.name}: asking PowerOffice for invoices", len(numbers), len(numbers))
         open_items = api.open_items(today or date.today())
-    po_open = [PowerOfficeInvoice(int(o.invoice_no), o.customer_no, _cents(o.balance))
-               for o in open_items if o.invoice_no and str(o.invoice_no).isdigit()]
-    compared, differences = compare(client.name, visma, found, po_open)
+    po_open = [PowerOfficeInvoice(int(o.invoice_no), o.customer_no, _cents(o.balance), o.currency_code or "")
+               for o in open_items if o.invoice_no and str(o.invoice_no).isdigit() and len(str(o.invoice_no)) < 19]
+    on_account = [{"reference": o.external_import_reference, "customer_no": o.customer_no,
+                   "balance": str(_cents(o.balance)), "currency": o.currency_code or company.currency}
+                  for o in open_items if not o.invoice_no and (o.external_import_reference or "").startswith("VB2PO-")]
+
+    def currency_of(number: int) -> str:
+        try:
+            return source.currencies.code_of(number)
+        except BadRow:
+            return f"currency number {number}"
+
+    compared, differences = compare(client.name, visma, found, po_open, currency_of)
     by_kind = {kind: sum(1 for d in differences if d.kind == kind) for kind in (*OPEN_KINDS, EXCLUDED_BY_LOOKBACK)}
     for kind in OPEN_KINDS:
         metrics.RECONCILE_OPEN_DIFFERENCES.labels(client.name, kind).set(by_kind[kind])
@@ -162,7 +194,7 @@ def reconcile_client(settings: Settings, client: InvoiceClientSettings, progress
             "compared": compared,
             "matching": compared - sum(1 for d in differences if None not in (d.visma_outstanding, d.poweroffice_balance)),
             "open_differences": sum(by_kind[k] for k in OPEN_KINDS), "by_kind": by_kind,
-            "differences": [d.as_dict() for d in differences]}
+            "differences": [d.as_dict() for d in differences], "on_account": on_account}
 
 
 @dataclass

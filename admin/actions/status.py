@@ -4,7 +4,7 @@
 - cursor lag: how old the oldest payment is that the producer has not published yet (0 when
   nothing waits), and how many wait; plus where the cursor stands;
 - consumer lag: records the consumer group has yet to process, per topic;
-- dead letters: open ones (not redriven) per company and reason;
+- dead letters: open items (payments, rows; not redriven) per company and reason, each counted once;
 - currently blocked customers: as last published by the producer.
 """
 from __future__ import annotations
@@ -13,9 +13,9 @@ import time
 from collections import Counter
 from datetime import datetime, timezone
 
-from producer.company import open_company
+from vb2po.visma.company import open_company
 from producer.cursor import visma_clock
-from producer.rows import PaymentRow, visma_change_time
+from vb2po.visma.clock import visma_change_time
 from vb2po.errors import TerminalError, TransientError
 from admin.actions.dead_letters import list_letters
 from admin.actions.kafka_view import KafkaView
@@ -31,6 +31,13 @@ def _iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, timezone.utc).isoformat() if ts else None
 
 
+def _change_time(ch_dt, ch_time, time_column: str, settings: Settings) -> datetime | None:
+    try:
+        return visma_change_time(ch_dt, ch_time, time_column, settings.zone)
+    except (TypeError, ValueError):
+        return None  # a row with an impossible change time: counted as waiting, its age unknown
+
+
 def cursor_lag(settings: Settings, company_no: int, cursor, now: datetime) -> dict:
     """Oldest unpublished payment's age, and how many wait, read from Visma directly."""
     try:
@@ -40,15 +47,14 @@ def cursor_lag(settings: Settings, company_no: int, cursor, now: datetime) -> di
     try:
         sel = source.selection
         upper = visma_clock(now.astimezone(settings.zone), 0, sel.time_column)
-        rows = [PaymentRow.from_tuple(r) for r in waiting_payments(source.db, sel, cursor, upper, WAITING_CAP)]
+        rows = waiting_payments(source.db, sel, cursor, upper, WAITING_CAP)  # (JNo, EntNo, ChDt, time)
     except (TransientError, TerminalError) as exc:
         return {"error": f"visma: {exc}"}
     finally:
         source.db.close()
-    changed_at = None
-    if cursor is not None:
-        changed_at = visma_change_time(cursor.ch_dt, cursor.ch_time, sel.time_column, settings.zone).isoformat()
-    oldest = visma_change_time(rows[0].ch_dt, rows[0].ch_time, sel.time_column, settings.zone) if rows else None
+    changed_at = _change_time(cursor.ch_dt, cursor.ch_time, sel.time_column, settings) if cursor is not None else None
+    oldest = _change_time(rows[0][2], rows[0][3], sel.time_column, settings) if rows else None
+    changed_at = changed_at.isoformat() if changed_at else None
     return {
         "cursor": None if cursor is None else {"ch_dt": cursor.ch_dt, "ch_time": cursor.ch_time, "jno": cursor.jno,
                                                "entno": cursor.entno, "changed_at": changed_at},
@@ -60,9 +66,12 @@ def cursor_lag(settings: Settings, company_no: int, cursor, now: datetime) -> di
 def gather_status(settings: Settings, producer: ProducerView, *, now: datetime | None = None) -> dict:
     now = now or datetime.now(timezone.utc)
     letters = list_letters(settings.kafka, only_open=True)
+    # Open items, not messages: one payment that collected several letters (before vb2po remembered
+    # what it dead-lettered, or one per hostile variant) counts once, under its latest reason.
+    latest = {(e.letter.company_no, e.letter.source_key or e.letter_id): e for e in letters}
     by_company: dict[int | None, Counter] = {}
-    for entry in letters:
-        by_company.setdefault(entry.letter.company_no, Counter())[entry.letter.reason] += 1
+    for (company_no, _), entry in latest.items():
+        by_company.setdefault(company_no, Counter())[entry.letter.reason] += 1
     companies = []
     for company in settings.companies:
         n = company.company_no
@@ -96,6 +105,7 @@ def gather_status(settings: Settings, producer: ProducerView, *, now: datetime |
         "invoice_clients": [{"name": c.name, "company_no": settings.company_of(c)} for c in settings.invoice_clients],
         "consumer": {"group": group, "state": info.state, "members": info.members, "lag": lag_by_topic,
                      "lag_by_partition": {f"{tp.topic}[{tp.partition}]": v for tp, v in sorted(pending.items())}},
-        "dead_letters_open": len(letters),
+        "dead_letters_open": len(latest),
+        "dead_letter_messages_open": len(letters),
         "dead_letters_without_company": sum(by_company.get(None, Counter()).values()),
     }

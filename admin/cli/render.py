@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 from typing import Any, Iterable, Sequence
 
 RECONCILE_COLUMNS = ("client", "invoice_no", "customer_no", "kind", "visma_outstanding", "poweroffice_balance",
-                     "difference", "unmarked_in_visma", "paid_before_lookback", "open")
+                     "difference", "currency", "unmarked_in_visma", "paid_before_lookback", "open")
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
@@ -57,14 +57,18 @@ def reconcile_summary(job: dict) -> list[str]:
                      f"{r['matching']} match, {r['open_differences']} open difference(s)"
                      + (f" ({kinds})" if kinds else "")
                      + (f"; {lookback} differ only by payments before the lookback date" if lookback else ""))
+        for item in r.get("on_account", []):
+            lines.append(f"  on account: {item['reference']} customer {item['customer_no']} "
+                         f"{item['balance']} {item['currency']} (posted without an invoice)")
     return lines
 
 
 def reconcile_table(job: dict) -> str:
     rows = reconcile_rows(job)
-    headers = ("client", "invoice", "customer", "kind", "visma", "poweroffice", "difference", "unmarked")
+    headers = ("client", "invoice", "customer", "kind", "visma", "poweroffice", "difference", "currency", "unmarked")
     body = table(headers, [(r["client"], r["invoice_no"], r["customer_no"], r["kind"], r["visma_outstanding"],
-                            r["poweroffice_balance"], r["difference"], r["unmarked_in_visma"]) for r in rows])
+                            r["poweroffice_balance"], r["difference"], r.get("currency", ""), r["unmarked_in_visma"])
+                           for r in rows])
     return (body + "\n" if rows else "no differences\n") + "\n".join(reconcile_summary(job))
 
 

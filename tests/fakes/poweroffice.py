@@ -18,13 +18,15 @@ from sandbox.filters import NumberFilter
 from sandbox.ledger import ClientLedger
 from sandbox.problems import Problem
 from sandbox.seed import DEFAULT_LOCK_DATE, seed_client
-from sandbox.wire import account_dto, customer_dto, invoice_dto, open_item_dto, parse_bank_voucher, project_dto
+from sandbox.wire import (
+    account_dto, customer_dto, invoice_dto, ledger_entry_dto, open_item_dto, parse_bank_voucher, project_dto,
+)
 from vb2po.poweroffice.accounts import ACCOUNT_NOT_FOUND, CUSTOMER_NOT_FOUND, IdCache
 from vb2po.poweroffice.client import bank_voucher_payload
 from vb2po.poweroffice.errors import DUPLICATE_REFERENCE, classify_problem
 from vb2po.errors import TerminalError
 from vb2po.poweroffice.models import (
-    ALREADY_APPLIED, APPLIED, Customer, OpenItem, OutgoingInvoice, PaymentPosting, PostingResult, Project,
+    ALREADY_APPLIED, APPLIED, Customer, LedgerEntry, OpenItem, OutgoingInvoice, PaymentPosting, PostingResult, Project,
 )
 
 T = TypeVar("T")
@@ -117,6 +119,11 @@ class FakePowerOffice:
 
     def lock_date(self) -> date | None:
         return self._call("lock_date", lambda: self.ledger.lock_date)
+
+    def ledger_entries(self, customer_no: int, posted_from: date, posted_to: date) -> list[LedgerEntry]:
+        return self._call("ledger_entries", lambda: [
+            LedgerEntry.from_dto(ledger_entry_dto(e))
+            for e in self.ledger.statement(posted_from, posted_to, _numbers([customer_no]))])
 
     # -- cache fillers -------------------------------------------------------------------
     def _customer_account_ids(self, customer_nos: list[int]) -> dict[int, int]:

@@ -42,24 +42,30 @@ def test_a_correct_setup_passes_every_check(kafka_bootstrap, sandbox_server, com
     assert not [s for s in secrets_of(data) if s in output]
 
 
-@pytest.mark.parametrize("field, value, problem", [
-    ("Gr99", 1, "does not exist in the table"),
-    ("JNo", 1, "key or change column"),
-    ("ChTmms", 1, "key or change column"),
-    ("VoTp", 1, "a column vb2po reads"),
-    ("Gr4; DROP TABLE CustTr", 1, "not a plain SQL identifier"),
-    ("Gr4", "processed", "integer column"),
-    ("Inf2", "a value longer than the sixty characters that this free text field in CustTr can hold", "60 characters"),
-], ids=["missing", "key", "change-column", "read-column", "not-an-identifier", "wrong-type", "too-long"])
+@pytest.mark.parametrize("field, value, where, problem", [
+    ("Gr9", 1, "visma company 1: marker.field", "does not exist in the table"),  # a free field this CustTr lacks
+    ("Gr99", 1, "settings", "not one of Visma's free fields"),
+    ("JNo", 1, "settings", "not one of Visma's free fields"),
+    ("ChTmms", 1, "settings", "not one of Visma's free fields"),
+    ("VoTp", 1, "settings", "not one of Visma's free fields"),
+    ("DueDt", 1, "settings", "not one of Visma's free fields"),
+    ("Gr4; DROP TABLE CustTr", 1, "settings", "not one of Visma's free fields"),
+    ("Gr4", "processed", "settings", "must be a whole number"),
+    ("Gr4", 0, "settings", "would mark every untouched row"),
+    ("Gr4", 10**30, "settings", "does not fit Visma's integer fields"),
+    ("Inf2", "a value longer than the sixty characters that this free text field in CustTr can hold", "settings",
+     "at most 60 printable characters"),
+], ids=["missing", "not-free", "key", "change-column", "read-column", "data-column", "not-an-identifier", "wrong-type",
+        "default-value", "too-large", "too-long"])
 def test_an_unusable_marker_field_is_refused_with_the_reason_and_a_fix(kafka_bootstrap, sandbox_server,
                                                                        sqlite_company_db, tmp_path, capsys,
-                                                                       field, value, problem):
+                                                                       field, value, where, problem):
     data = operator_settings(kafka_bootstrap, sandbox_server, {1: sqlite_company_db}, {1: SANDBOX_CLIENT_KEY},
                              marker={"field": field, "value": value})
     code, output = check(capsys, settings_file(tmp_path, data))
     assert code == 1
-    assert "FAIL  visma company 1: marker.field" in output and problem in output
-    assert "fix:" in output and "vb2po config check: 1 problem(s)" in output
+    assert f"FAIL  {where}" in output and "marker" in output and problem in output
+    assert "vb2po config check: 1 problem" in output
 
 
 def test_a_free_text_field_holding_the_marker_value_is_fine(kafka_bootstrap, sandbox_server, sqlite_company_db,

@@ -41,7 +41,7 @@ def test_dead_letters_are_listed_shown_and_redriven_one_a_selection_and_all_with
     keys = [(base + i, 1) for i in range(1, 5)]
     rows = [payment_row(j, e, ch_dt=day, ch_tmms=ms, vo_dt=day, amount="-5.00", invoice_no=str(fresh_invoice.invoice_no),
                         cust_no=fresh_invoice.cust_no) for j, e in keys]
-    rows.append(payment_row(base + 9, 1, ch_dt=day, ch_tmms=ms, vo_dt=day, invoice_no=""))  # no invoice: a bad row
+    rows.append(payment_row(base + 9, 1, ch_dt=day, ch_tmms=ms, vo_dt=20261032))  # no real voucher date: a bad row
     control.set_lock_date(SANDBOX_CLIENT_KEY, date.today())  # the period is closed in PowerOffice
     with VismaDatabase(sqlite_company_db) as db:
         insert_custtr(db, rows)
@@ -59,7 +59,7 @@ def test_dead_letters_are_listed_shown_and_redriven_one_a_selection_and_all_with
         assert sorted(consumer) == sorted(f"JNo={j};EntNo=1" for j, _ in keys)
         assert {l["reason"] for l in consumer.values()} == {"lock_date"}
         [producer_letter] = [l for l in found if l["stage"] == "producer"]
-        assert producer_letter["reason"] == "missing_invoice_no"
+        assert producer_letter["reason"] == "invalid_date"
 
         ids = [consumer[f"JNo={j};EntNo=1"]["id"] for j, _ in keys]
         code, out, _ = run_cli(capsys, "dead-letters", "show", ids[0], *cli)

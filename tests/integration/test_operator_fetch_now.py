@@ -121,13 +121,13 @@ def test_fetch_now_over_http_reports_counts_and_follows_a_dead_lettered_payment(
     done = wait_for(lambda: (p := api.get(f"/v1/fetch/{started['fetch_id']}").json()["progress"])["done"] and p,
                     timeout=90, what="fetch progress to finish")
     assert (done["applied"], done["dead_lettered"], done["pending"]) == (1, 1, 0)
-    assert done["dead_letters"][0]["reason"] == "invoice_not_found"
+    assert done["dead_letters"][0]["reason"] == "invoice_unknown"
     assert marked(stack, 1, good)
     # The command says so and fails: not everything it fetched reached PowerOffice.
     pay(stack, invoice, 1, invoice_no="999998")
     code, out, _ = run_cli(capsys, "fetch-now", "--client", "client-1", "--wait", "--timeout", "90",
                            "--admin-url", stack["url"], "--token", stack["tokens"]["otto"])
-    assert code == 1 and "dead-lettered: company 1" in out and "invoice_not_found" in out
+    assert code == 1 and "dead-lettered: company 1" in out and "invoice_unknown" in out
 
 
 def test_fetch_now_for_an_unknown_client_is_refused_with_the_known_ones(stack, capsys):

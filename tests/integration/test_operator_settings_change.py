@@ -132,7 +132,13 @@ def test_switching_the_integration_off_stops_fetching_until_it_is_switched_on_ag
 
 def test_changes_that_cannot_work_are_refused_with_the_reason_and_change_nothing(stack, capsys):
     code, _, err = config(capsys, stack, "ida", "set", "marker.field=JNo")
-    assert code == 1 and "the change was not made" in err and "JNo" in err
+    assert code == 1 and "marker.field" in err and "not one of Visma's free fields" in err
+    code, _, err = config(capsys, stack, "ida", "set", "marker.field=Gr9")  # a free field this CustTr lacks
+    assert code == 1 and "the change was not made" in err and "Gr9" in err
+    code, _, err = config(capsys, stack, "ida", "set", "payment_rule.voucher_types=[]")
+    assert code == 1 and "payment_rule.voucher_types" in err
+    code, _, err = config(capsys, stack, "ida", "set", "lookback_date=2026-02-30")
+    assert code == 1 and "lookback_date" in err and "Traceback" not in err
     code, _, err = config(capsys, stack, "ida", "set", "invoice_clients.client-1.bank_account=4242")
     assert code == 1 and "4242" in err
     code, _, err = config(capsys, stack, "ida", "set", "invoice_clients.client-1.client_key=abc")

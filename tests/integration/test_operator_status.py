@@ -32,7 +32,7 @@ def test_status_shows_polls_lags_dead_letters_and_blocked_customers_per_company(
         for act_no, (cust_no, blocked) in enumerate([(10001, True), (10002, False), (10003, True)], start=1):
             add_customer(db, act_no, cust_no, blocked)
         insert_custtr(db, [payment_row(1, 1, ch_dt=day, ch_tmms=ms, vo_dt=day),  # published, not applied (no consumer)
-                           payment_row(1, 2, ch_dt=day, ch_tmms=ms, vo_dt=day, invoice_no="")])  # a bad row
+                           payment_row(1, 2, ch_dt=day, ch_tmms=ms, vo_dt=20261032)])  # a bad row: no real date
     # The producer polls once at start, then not for an hour: what is inserted later waits.
     settings = make_settings(operator_settings(kafka_bootstrap, sandbox_server, {1: company_db}, {1: SANDBOX_CLIENT_KEY},
                                                producer={"poll_interval_s": 3600}))
@@ -51,7 +51,7 @@ def test_status_shows_polls_lags_dead_letters_and_blocked_customers_per_company(
         assert "company 1  invoice clients: client-1" in out
         assert "last poll          " in out and "ago" in out
         assert "1 payment(s) waiting" in out
-        assert "dead letters       1 open (missing_invoice_no 1)" in out
+        assert "dead letters       1 open (invalid_date 1)" in out
         assert "blocked customers  2: 10001, 10003" in out
         assert "lag payments 1, credit-blocks 3" in out  # nothing consumed yet: 1 payment, 3 customers' states
 

@@ -4,19 +4,19 @@ The same poller runs against the real broker in test_walking_skeleton.py."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from zoneinfo import ZoneInfo
 
 from devstack.visma_seed import insert_custtr
-from producer.company import CompanySource
 from producer.payments import PaymentPoller
 from producer.publisher import FakePublisher
 from producer.state import CompanyState
 from schemas.codec import decode
 from tests.builders import payment_row
-from vb2po.settings import CompanySettings, TopicSettings
+from vb2po.settings import Settings, TopicSettings
+from vb2po.visma.company import open_company
 from vb2po.visma.db import VismaDatabase
-from vb2po.visma.queries import PaymentSelection, mark_payment
+from vb2po.visma.queries import mark_payment
 
 TOPICS = TopicSettings()
 OSLO = ZoneInfo("Europe/Oslo")
@@ -24,10 +24,10 @@ NOW = datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc)
 
 
 def make_poller(conn_str: str, publisher: FakePublisher, *, page_size: int = 100, lookback_dt: int = 20260101) -> PaymentPoller:
-    db = VismaDatabase(conn_str)
-    selection = PaymentSelection(marker_column="Gr4", marked_value=1, time_column="ChTmms", voucher_types=(3,), lookback_dt=lookback_dt)
-    company = CompanySettings(company_no=1, odbc=conn_str)
-    return PaymentPoller(CompanySource(company, db, selection), publisher, TOPICS, OSLO, CompanyState(1),
+    lookback = date(lookback_dt // 10000, lookback_dt // 100 % 100, lookback_dt % 100)
+    settings = Settings(lookback_date=lookback, companies=[{"company_no": 1, "odbc": conn_str}],
+                        invoice_clients=[{"name": "demo", "client_key": "k"}])
+    return PaymentPoller(open_company(settings, settings.company(1)), publisher, TOPICS, OSLO, CompanyState(1),
                          page_size=page_size, settle_s=2, clock=lambda: NOW)
 
 
@@ -72,15 +72,18 @@ def test_marked_rows_rows_before_lookback_and_other_voucher_types_are_not_publis
         payment_row(1, 2),  # will be marked
         payment_row(1, 3, vo_dt=20251231),  # before the lookback date
         payment_row(1, 4, vo_tp=2),  # credit note, not a payment
-        payment_row(1, 5, amount="250.00"),  # positive: an invoice, not money received
+        payment_row(1, 5, amount="250.00", vo_tp=1),  # positive, an invoice type: not money received
+        payment_row(1, 6, amount="100.00"),  # positive, a payment type: the reversal of a payment
     ]
     with VismaDatabase(company_db) as db:
         insert_custtr(db, rows)
-        sql, params = mark_payment(db.dialect, "Gr4", 1, 1, 2)
+        sql, params = mark_payment(db.dialect, "Gr4", 1, [(1, 2)])
         assert db.execute(sql, params) == 1
     publisher = FakePublisher()
     make_poller(company_db, publisher).poll_once()
-    assert published_keys(publisher) == [(1, 1)]
+    assert published_keys(publisher) == [(1, 1), (1, 6)]
+    kinds = [decode(m.value).payload.kind for m in publisher.on_topic(TOPICS.payments)]
+    assert kinds == ["payment", "reversal"]
 
 
 def test_rows_inside_the_settle_window_wait_for_the_next_poll(company_db):
@@ -95,15 +98,58 @@ def test_rows_inside_the_settle_window_wait_for_the_next_poll(company_db):
     assert poller.poll_once().published == 1
 
 
-def test_a_payment_without_invoice_number_goes_to_dead_letters_and_polling_goes_on(company_db):
+HOSTILE = [  # (what the row holds that no payment can, column updates, the reason)
+    ("a voucher date that is no date", {"VoDt": 20261032}, "invalid_date"),
+    ("a change time that is no time", {"ChTmms": 99_999_999}, "invalid_change_time"),
+    ("no customer", {"CustNo": 0}, "missing_customer"),
+    ("a currency no register or ISO 4217 knows", {"Cur": 777}, "unknown_currency"),
+    ("a foreign currency without its amount", {"Cur": 978, "CurAm": 0}, "currency_amount_mismatch"),
+    ("a millionth of a krone", {"Am": "-0.000001"}, "amount_precision"),
+    ("a voucher dated far ahead", {"VoDt": 20991231}, "invalid_date"),
+]
+
+
+def _set(db: VismaDatabase, jno: int, entno: int, columns: dict) -> None:
+    d = db.dialect
+    assignments = ", ".join(f"{d.quote(c)} = ?" for c in columns)
+    db.execute(f"UPDATE {d.table('CustTr')} SET {assignments} WHERE {d.quote('JNo')} = ? AND {d.quote('EntNo')} = ?",
+               [*columns.values(), jno, entno])
+
+
+def test_rows_that_cannot_become_events_are_dead_lettered_once_and_polling_goes_on(company_db):
+    rows = [payment_row(1, n + 1) for n in range(len(HOSTILE))] + [payment_row(2, 1, ch_tmms=36_100_000)]
     with VismaDatabase(company_db) as db:
-        insert_custtr(db, [payment_row(1, 1, invoice_no=""), payment_row(1, 2)])
+        insert_custtr(db, rows)
+        for n, (_, columns, _) in enumerate(HOSTILE):
+            _set(db, 1, n + 1, columns)
     publisher = FakePublisher()
-    outcome = make_poller(company_db, publisher).poll_once()
-    assert (outcome.published, outcome.bad_rows) == (1, 1)
+    poller = make_poller(company_db, publisher)
+    outcome = poller.poll_once()
+    assert (outcome.published, outcome.bad_rows) == (1, len(HOSTILE))
+    assert published_keys(publisher) == [(2, 1)]  # the good row behind the bad ones
     letters = [json.loads(m.value) for m in publisher.committed if m.topic == TOPICS.dead_letters]
-    assert letters[0]["reason"] == "missing_invoice_no"
-    assert letters[0]["company_no"] == 1 and letters[0]["source_key"] == "JNo=1;EntNo=1"
+    assert sorted((l["source_key"], l["reason"]) for l in letters) == [
+        (f"JNo=1;EntNo={n + 1}", reason) for n, (_, _, reason) in enumerate(HOSTILE)]
+    assert all(l["company_no"] == 1 and l["stage"] == "producer" for l in letters)
+    poller.sweep_grace_s = 0
+    assert poller.sweep_once().bad_rows == 0  # the sweep finds them again: no second letter
+    assert len([m for m in publisher.committed if m.topic == TOPICS.dead_letters]) == len(HOSTILE)
+
+
+def test_values_sqlite_stores_beyond_the_column_type_do_not_stop_the_poll(sqlite_company_db):
+    """SQLite keeps whatever is written: an amount of -1e30, text in an integer column."""
+    with VismaDatabase(sqlite_company_db) as db:
+        insert_custtr(db, [payment_row(1, 1), payment_row(1, 2), payment_row(1, 3), payment_row(2, 1, ch_tmms=36_100_000)])
+        db.execute('UPDATE "CustTr" SET "Am" = -1e30 WHERE "EntNo" = 1 AND "JNo" = 1')
+        db.execute('UPDATE "CustTr" SET "VoNo" = \'abc\' WHERE "EntNo" = 2 AND "JNo" = 1')
+        db.execute('UPDATE "CustTr" SET "Txt" = x\'fffe41\' WHERE "EntNo" = 3 AND "JNo" = 1')  # bytes no decoder reads
+    publisher = FakePublisher()
+    outcome = make_poller(sqlite_company_db, publisher).poll_once()
+    assert (2, 1) in published_keys(publisher)
+    letters = {json.loads(m.value)["source_key"]: json.loads(m.value)["reason"]
+               for m in publisher.committed if m.topic == TOPICS.dead_letters}
+    assert letters["JNo=1;EntNo=1"] == "unreadable_amount"  # the others the driver reads as 0 and "?A"
+    assert outcome.published + outcome.bad_rows == 4  # each row published or dead-lettered, none left behind
 
 
 def test_a_failed_publish_does_not_move_the_cursor(company_db):
@@ -124,7 +170,7 @@ def test_an_idle_company_keeps_its_cursor_within_a_day_of_now(company_db):
     polls seek from there instead of walking the whole table; a row of today is still found."""
     with VismaDatabase(company_db) as db:
         insert_custtr(db, [payment_row(1, 1, ch_dt=20260301)])
-        sql, params = mark_payment(db.dialect, "Gr4", 1, 1, 1)
+        sql, params = mark_payment(db.dialect, "Gr4", 1, [(1, 1)])
         db.execute(sql, params)
     publisher = FakePublisher()
     poller = make_poller(company_db, publisher)

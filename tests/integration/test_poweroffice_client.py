@@ -85,10 +85,22 @@ def test_payment_into_a_locked_period_is_terminal_lock_date(api: PowerOfficeApi,
     assert balance(api, fresh_invoice) == fresh_invoice.balance_before_sync
 
 
-def test_payment_for_an_unknown_invoice_is_terminal_invoice_not_found(api: PowerOfficeApi, fresh_invoice: Invoice) -> None:
-    with pytest.raises(TerminalError) as caught:
-        api.post_payment(payment(api, fresh_invoice, invoice_no=999_999))
-    assert caught.value.reason == "invoice_not_found" and "999999" in str(caught.value)
+def test_payment_for_an_unknown_invoice_is_accepted_as_an_unmatched_line(api: PowerOfficeApi, fresh_invoice: Invoice) -> None:
+    """The contract promises no refusal, so neither does the sandbox: vb2po must check first."""
+    before = balance(api, fresh_invoice)
+    posted = payment(api, fresh_invoice, "12.00", invoice_no=999_999)
+    assert api.post_payment(posted).applied
+    assert balance(api, fresh_invoice) == before
+    (entry,) = [e for e in api.ledger_entries(fresh_invoice.cust_no, posted.posting_date, posted.posting_date)
+                if e.external_import_reference == posted.external_import_reference]
+    assert entry.invoice_no == "999999"
+
+
+def test_a_posted_voucher_is_found_again_by_its_reference(api: PowerOfficeApi, fresh_invoice: Invoice) -> None:
+    posted = payment(api, fresh_invoice, "3.00")
+    api.post_payment(posted)
+    found = api.ledger_entries(fresh_invoice.cust_no, posted.posting_date, posted.posting_date)
+    assert [e.external_import_reference for e in found].count(posted.external_import_reference) == 1
 
 
 def test_payment_for_an_unknown_customer_is_terminal_customer_not_found(api: PowerOfficeApi, fresh_invoice: Invoice) -> None:

@@ -10,7 +10,7 @@ import pyodbc
 import pytest
 
 from devstack.visma_seed import custtr_insert_sql, custtr_values, insert_custtr
-from producer.company import open_company
+from vb2po.visma.company import open_company
 from producer.credit_blocks import CreditBlockPoller
 from producer.payments import PaymentPoller
 from producer.publisher import KafkaTransactionalPublisher, Outgoing, ProducerFenced
@@ -148,8 +148,9 @@ def test_a_failing_company_does_not_stop_another(make_settings, sqlite_company_d
 def test_bad_rows_reach_the_dead_letter_topic_with_company_key_and_reason(make_settings, company_db):
     settings = make_settings({1: company_db})
     with VismaDatabase(company_db) as db:
-        insert_custtr(db, [payment_row(1, 1, invoice_no=""), payment_row(1, 2)])
-    counted_before = metrics.BAD_ROWS.labels("1", "missing_invoice_no")._value.get()
+        insert_custtr(db, [payment_row(1, 1), payment_row(1, 2)])
+        db.execute('UPDATE "CustTr" SET "VoDt" = 20261032 WHERE "JNo" = 1 AND "EntNo" = 1')
+    counted_before = metrics.BAD_ROWS.labels("1", "invalid_date")._value.get()
     service = ProducerService(settings).start()
     outcome = service.fetch_now()[1]
     service.workers[1].payments.sweep_grace_s = 0
@@ -157,5 +158,5 @@ def test_bad_rows_reach_the_dead_letter_topic_with_company_key_and_reason(make_s
     service.close()
     assert (outcome.published, outcome.bad_rows) == (1, 1)
     letters = [json.loads(r.value) for r in read_committed(settings.kafka.bootstrap_servers, settings.kafka.topics.dead_letters)]
-    assert [(l["company_no"], l["source_key"], l["reason"]) for l in letters] == [(1, "JNo=1;EntNo=1", "missing_invoice_no")]
-    assert metrics.BAD_ROWS.labels("1", "missing_invoice_no")._value.get() == counted_before + 1
+    assert [(l["company_no"], l["source_key"], l["reason"]) for l in letters] == [(1, "JNo=1;EntNo=1", "invalid_date")]
+    assert metrics.BAD_ROWS.labels("1", "invalid_date")._value.get() == counted_before + 1

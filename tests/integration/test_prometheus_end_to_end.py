@@ -348,7 +348,7 @@ def test_every_dashboard_query_and_alert_expression_returns_data_from_a_real_run
     broken = f"Driver=SQLite3;Database={tmp_path}/no-such-folder/F0002.db;Pwd=e2e-secret-not-to-log"
     world.settings_data["companies"].append({"company_no": 2, "odbc": broken, "currency": "NOK"})
     with VismaDatabase(world.connection_string) as db:
-        insert_custtr(db, [payment_row(9000, 1, invoice_no=""),  # the producer dead-letters it
+        insert_custtr(db, [payment_row(9000, 1, vo_dt=20261032),  # the producer dead-letters it: no real date
                            payment_row(9000, 2, invoice_no="X-17")])  # the consumer dead-letters it
     world.sandbox.control.set_faults(error_share=0.1, error_status=503, path_contains="Vouchers", seed=3)
     files = {}
@@ -381,8 +381,8 @@ def test_every_dashboard_query_and_alert_expression_returns_data_from_a_real_run
             "up, both jobs, 5 scrapes each": 'min(count_over_time(up{job=~"vb2po-producer|vb2po-consumer"}[1m])) >= 5 '
                                              'and on() count(up{job=~"vb2po-producer|vb2po-consumer"} == 1) == 2',
             "every marker": f"sum(vb2po_consumer_markers_written_total) >= {world.expected_payments}",
-            "the consumer's dead letter": 'vb2po_consumer_dead_letters_total{reason="invalid_invoice_no"} >= 1',
-            "the producer's bad row": 'vb2po_producer_bad_rows_total{reason="missing_invoice_no"} >= 1',
+            "the consumer's dead letter": 'vb2po_consumer_dead_letters_total{reason="invoice_unknown"} >= 1',
+            "the producer's bad row": 'vb2po_producer_bad_rows_total{reason="invalid_date"} >= 1',
             "company 2 failing": 'vb2po_producer_errors_total{company="2", kind="db_unavailable"} >= 1',
             "consumer lag": "vb2po_consumer_lag_records",
             "blocked customers": "vb2po_credit_blocked_customers",
@@ -423,7 +423,7 @@ def test_every_dashboard_query_and_alert_expression_returns_data_from_a_real_run
     producer_lines, consumer_lines = json_lines(logs["producer"]), json_lines(logs["consumer"])
     bad_row = [l for l in producer_lines if l["message"].startswith("bad row to dead letters")]
     assert bad_row and bad_row[0]["company"] == 1 and bad_row[0]["customer"] == 10000 and bad_row[0]["event_id"]
-    letter = [l for l in consumer_lines if l["message"].startswith("dead-lettered") and l.get("reason") == "invalid_invoice_no"]
+    letter = [l for l in consumer_lines if l["message"].startswith("dead-lettered") and l.get("reason") == "invoice_unknown"]
     assert letter and letter[0]["company"] == 1 and letter[0]["customer"] == 10000 and letter[0]["event_id"]
     retries = [l for l in consumer_lines if " retrying in " in l["message"]]
     assert retries and all({"event_id", "company", "customer"} <= set(l) for l in retries)

@@ -244,9 +244,30 @@ def test_posting_on_or_before_the_lock_date_is_rejected(po: Po, fresh_invoice: I
     assert Decimal(str(po.invoice(fresh_invoice.invoice_no)["Balance"])) == fresh_invoice.balance_before_sync
 
 
-def test_unknown_invoice_number_is_rejected(po: Po, fresh_invoice: Invoice) -> None:
-    body = assert_problem(po.post_voucher(po.payment_voucher(fresh_invoice, "10.00", invoice_no="999999")), 400)
-    assert "999999" in body["detail"] and "not found" in body["detail"]
+def test_an_unknown_invoice_number_is_accepted_as_an_unmatched_open_entry(po: Po, fresh_invoice: Invoice) -> None:
+    """No kinder than the contract: nothing documented says such a line is refused."""
+    before = po.invoice(fresh_invoice.invoice_no)["Balance"]
+    voucher = po.payment_voucher(fresh_invoice, "10.00", invoice_no="999999")
+    assert po.post_voucher(voucher).status_code == 201
+    assert po.invoice(fresh_invoice.invoice_no)["Balance"] == before
+    day = voucher["VoucherLines"][0]["PostingDate"]
+    open_items = po.get("/Customerledger/OpenItems", date=day, customerNos=str(fresh_invoice.cust_no)).json()
+    assert any(o["ExternalImportReference"] == voucher["ExternalImportReference"] and o["Balance"] == -10
+               for o in open_items)
+
+
+def test_a_duplicate_reference_is_accepted_when_uniqueness_is_off(po: Po, fresh_invoice: Invoice) -> None:
+    po.sandbox.control.set_unique_references(False)
+    voucher = po.payment_voucher(fresh_invoice, "1.00")
+    assert [po.post_voucher(voucher).status_code for _ in range(2)] == [201, 201]
+    assert len(po.sandbox.control.vouchers_with_reference("client-demo", voucher["ExternalImportReference"])) == 2
+
+
+def test_only_documented_fields_are_answered_when_asked(po: Po, fresh_invoice: Invoice) -> None:
+    po.sandbox.control.set_documented_fields_only(True)
+    assert set(po.invoice(fresh_invoice.invoice_no)) <= {
+        "Id", "InvoiceNo", "CustomerNo", "Balance", "TotalAmount", "DueDate", "IsReversed", "CurrencyCode",
+        "CurrencyExchangeRate"}
 
 
 def test_unbalanced_voucher_is_rejected(po: Po, fresh_invoice: Invoice) -> None:

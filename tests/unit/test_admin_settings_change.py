@@ -98,12 +98,28 @@ def test_without_the_integration_permission_nothing_changes(api, user, status):
 
 def test_a_change_that_fails_its_check_is_not_made_and_says_why(api):
     call, audit, live, applied, checks = api
-    checks.fail_with = "marker.field 'JNo' is a key column"
-    answer = call("PATCH", "/v1/config", "ida", json={"set": {"marker.field": "JNo"}})
+    checks.fail_with = "marker.field 'Gr9' does not exist in CustTr"
+    answer = call("PATCH", "/v1/config", "ida", json={"set": {"marker.field": "Gr9"}})
     assert answer.status_code == 400
     assert "the change was not made" in answer.json()["error"] and answer.json()["hint"] == "choose another column"
     assert live.store.current().version == 0 and applied == []
     assert audit.entries[-1].outcome == "invalid"
+
+
+@pytest.mark.parametrize("change, named", [
+    ({"marker.field": "DueDt"}, "marker.field"), ({"marker.field": "JNo"}, "marker.field"),
+    ({"marker.value": 0}, "marker"), ({"marker.value": 10**30}, "marker.value"),
+    ({"payment_rule.voucher_types": []}, "payment_rule.voucher_types"),
+    ({"payment_rule.voucher_types": [10**30]}, "payment_rule.voucher_types"),
+    ({"default_company_no": 10**30}, "default_company_no"), ({"lookback_date": "2026-02-30"}, "lookback_date"),
+    ({"unmatched_payments": "post_anyway"}, "unmatched_payments"),
+])
+def test_a_change_that_could_hurt_is_refused_naming_the_key(api, change, named):
+    call, audit, live, applied, checks = api
+    answer = call("PATCH", "/v1/config", "ida", json={"set": change})
+    assert answer.status_code == 400, answer.text
+    assert named in answer.json()["error"]
+    assert live.store.current().version == 0 and applied == []
 
 
 def test_a_dry_run_shows_the_change_and_its_checks_but_makes_nothing(api):

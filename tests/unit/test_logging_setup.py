@@ -181,7 +181,7 @@ def test_services_log_json_by_default_and_text_when_asked():
 
 def _payment_event() -> PaymentEvent:
     return PaymentEvent(
-        event_id=payment_event_id(1, 5, 6), source=Source(company_no=1, table="CustTr", key="JNo=5;EntNo=6"),
+        event_id=payment_event_id(1, 5, 6), schema_version=2, source=Source(company_no=1, table="CustTr", key="JNo=5;EntNo=6"),
         occurred_at=datetime(2026, 3, 15, 10, tzinfo=timezone.utc), produced_at=datetime.now(timezone.utc),
         payload=PaymentPayload(company_no=1, jno=5, entno=6, customer_no=10001, invoice_no="100001",
                                amount=Decimal("100.00"), currency="NOK", voucher_no=506,
@@ -195,6 +195,7 @@ class _Sink:
 
     def send(self, letter, key):
         self.letters.append(letter)
+        return f"0-{len(self.letters)}"
 
 
 def test_the_consumer_handler_puts_the_event_on_every_line_it_causes():
@@ -203,7 +204,7 @@ def test_the_consumer_handler_puts_the_event_on_every_line_it_causes():
     class Flaky:
         calls = 0
 
-        def apply(self, e):
+        def apply(self, e, *seen):
             self.calls += 1
             logging.getLogger("consumer.payments").info("posting")
             if self.calls == 1:

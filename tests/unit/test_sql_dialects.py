@@ -5,25 +5,35 @@ import sqlglot
 from vb2po.visma.dialect import DialectName, dialect_for, require_plain_identifier
 from vb2po.visma.identifiers import ColumnNotUsable, checked_marker_column
 from vb2po.visma.queries import (
-    PaymentSelection, Position, customers_page, mark_payment, marker_value, marker_values, payment_poll_index,
-    pending_payments_page, unmarked_payments_page,
+    PaymentSelection, Position, currency_register, customer_by_act_no, customers_page, mark_payment, payment_poll_index,
+    payment_rows_by_keys, payment_rows_of_invoice, pending_payments_page, unmarked_payments_page,
 )
-from vb2po.visma.tables import ACTOR, CUSTTR
+from vb2po.visma.tables import ACTOR, CUR, CUSTTR
 
-SELECTION = PaymentSelection(marker_column="Gr4", marked_value=1, time_column="ChTmms", voucher_types=(3, 4), lookback_dt=20260101)
+SELECTION = PaymentSelection(marker_column="Gr4", marked_value=1, time_column="ChTmms", voucher_types=(3, 4),
+                             lookback_dt=20260101, reversal_types=(3,), currency_column="Cur", currency_amount_column="CurAm")
+WITHOUT_CURRENCY = PaymentSelection(marker_column="Inf2", marked_value="x", time_column="ChTm", voucher_types=(3,),
+                                    lookback_dt=20260101)
 SQLGLOT_NAME = {DialectName.TSQL: "tsql", DialectName.POSTGRESQL: "postgres", DialectName.SQLITE: "sqlite"}
 
 
 def all_statements(d):
-    yield pending_payments_page(d, SELECTION, None, (20261127, 1000), 500)
-    yield pending_payments_page(d, SELECTION, Position(20260101, 5, 1, 2), (20261127, 1000), 500)
-    yield unmarked_payments_page(d, SELECTION, (4, 5), 500)
-    yield mark_payment(d, "Gr4", 1, 4, 5)
-    yield marker_value(d, "Gr4", 4, 5)
-    yield marker_values(d, "Gr4", [(4, 5), (4, 6), (7, 1)])
+    for sel in (SELECTION, WITHOUT_CURRENCY):
+        for keys_only in (False, True):
+            yield pending_payments_page(d, sel, None, (20261127, 1000), 500, keys_only=keys_only)
+            yield pending_payments_page(d, sel, Position(20260101, 5, 1, 2), (20261127, 1000), 500, keys_only=keys_only)
+            yield unmarked_payments_page(d, sel, (4, 5), 500, keys_only=keys_only)
+        yield payment_rows_by_keys(d, sel, [(4, 5), (4, 6), (7, 1)])
+        yield payment_rows_of_invoice(d, sel, 10000, "100001")
+    yield mark_payment(d, "Gr4", 1, [(4, 5)])
+    yield mark_payment(d, "Gr4", 1, [(4, 5), (4, 6)])
     yield customers_page(d, 10, 100)
+    yield customers_page(d, 10, 100, keys_only=True)
+    yield customer_by_act_no(d, 7)
+    yield currency_register(d), []
     yield d.create_table(CUSTTR), []
     yield d.create_table(ACTOR), []
+    yield d.create_table(CUR), []
     yield payment_poll_index(d, SELECTION), []
 
 
@@ -45,7 +55,7 @@ def test_tsql_uses_top_and_dbo_schema():
 
 
 def test_marker_update_never_touches_change_columns_and_only_hits_unmarked_rows():
-    sql, params = mark_payment(dialect_for("tsql"), "Gr4", 1, 7, 8)
+    sql, params = mark_payment(dialect_for("tsql"), "Gr4", 1, [(7, 8)])
     update = sqlglot.parse_one(sql, read="tsql")
     assigned = [e.this.name for e in update.args["expressions"]]
     assert assigned == ["Gr4"]
@@ -59,11 +69,19 @@ def test_identifiers_that_are_not_plain_are_refused(bad):
         require_plain_identifier(bad)
 
 
-def test_marker_column_must_exist_and_must_not_be_a_key_or_change_column():
+def test_marker_column_must_be_a_free_field_that_exists_in_the_live_table():
     real = [c.name for c in CUSTTR.columns]
-    assert checked_marker_column("gr4", real) == "Gr4"  # the table's own spelling is used
+    assert checked_marker_column("gr4", real) == "Gr4"  # Visma's own spelling is used
     with pytest.raises(ColumnNotUsable, match="does not exist"):
         checked_marker_column("Gr9", real)
-    for forbidden in ("ChDt", "ChTm", "JNo", "EntNo"):
-        with pytest.raises(ColumnNotUsable, match="key or change column"):
+    for forbidden in ("ChDt", "ChTm", "JNo", "EntNo", "DueDt", "Cur", "CurAm", "Am", "InvoNo", "VoTp", "Txt", "x; DROP"):
+        with pytest.raises(ColumnNotUsable, match="not one of Visma's free fields"):
             checked_marker_column(forbidden, real)
+
+
+def test_the_payment_rule_selects_payments_and_reversals_of_the_configured_types():
+    sql, params = unmarked_payments_page(dialect_for("postgresql"), SELECTION, None, 10)
+    assert '("Am" < 0 AND "VoTp" IN (?, ?)) OR ("Am" > 0 AND "VoTp" IN (?))' in sql
+    assert params[:3] == [3, 4, 3]
+    sql, _ = unmarked_payments_page(dialect_for("postgresql"), WITHOUT_CURRENCY, None, 10)
+    assert '"Am" > 0' not in sql and "NULL, NULL" in sql

@@ -9,7 +9,9 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Iterable, Protocol, runtime_checkable
 
-from vb2po.poweroffice.models import Customer, OpenItem, OutgoingInvoice, PaymentPosting, PostingResult, Project
+from vb2po.poweroffice.models import (
+    Customer, LedgerEntry, OpenItem, OutgoingInvoice, PaymentPosting, PostingResult, Project,
+)
 
 
 @runtime_checkable
@@ -51,4 +53,9 @@ class PowerOfficeApi(Protocol):
         ...
 
     def lock_date(self) -> date | None:
+        ...
+
+    def ledger_entries(self, customer_no: int, posted_from: date, posted_to: date) -> list[LedgerEntry]:
+        """The customer's sub-ledger entries this integration posted in the date range (to find a
+        voucher by its ExternalImportReference after an ambiguous outcome)."""
         ...

@@ -18,9 +18,16 @@ therefore kept here, in `bank_voucher_payload`, and nowhere else:
   with the customer"; the customer `Number` is the sub-ledger account *number*, not id.
 - Sign: `CurrencyAmount` is positive for a debit, negative for a credit. Money received
   debits the bank (+amount) and credits the customer (-amount), which reduces the
-  invoice's `Balance` by the amount once PowerOffice matches the line to `InvoiceNo`.
-- A second voucher with the same `ExternalImportReference` is rejected; the status is not
-  documented, so both 409 and a 400 saying the reference exists mean "already applied".
+  invoice's `Balance` by the amount once PowerOffice matches the line to `InvoiceNo`. A
+  reversal of a payment swaps the sides; a payment on account has no `InvoiceNo`.
+- A payment in a foreign currency is posted in that currency (the voucher's and the lines'
+  `CurrencyCode`, the currency amount) with `CurrencyExchangeRate` = company amount /
+  currency amount: the BankVoucherLinePostDto takes no company-currency amount, only the rate
+  ("normalized, base 1"), which is how the company-currency amount from Visma is kept.
+- A second voucher with the same `ExternalImportReference` *may* be rejected ("only one instance
+  of the reference can exist on the client"); the status is not documented, so both 409 and a
+  400 saying the reference exists mean "already applied". vb2po does not rely on it: after an
+  ambiguous outcome it looks the reference up first (`consumer.payments`).
 Account ids (bank GL account, customer sub-ledger) come from caches filled in bulk, so
 posting a payment is one request.
 """
@@ -43,7 +50,8 @@ from vb2po.poweroffice import jsonmoney
 from vb2po.poweroffice.auth import SUBSCRIPTION_HEADER, TokenProvider, reveal
 from vb2po.poweroffice.errors import DUPLICATE_REFERENCE, classify
 from vb2po.poweroffice.models import (
-    ALREADY_APPLIED, APPLIED, Customer, OpenItem, OutgoingInvoice, PaymentPosting, PostingResult, Project,
+    ALREADY_APPLIED, APPLIED, Customer, LedgerEntry, OpenItem, OutgoingInvoice, PaymentPosting, PostingResult, Project,
+    UnreadableAnswer,
 )
 from vb2po.poweroffice.query import number_filters
 from vb2po.poweroffice.ratelimit import RateLimiter, Unlimited
@@ -54,19 +62,40 @@ JSON_PATCH = "application/json-patch+json"
 
 def bank_voucher_payload(posting: PaymentPosting, customer_account_id: int) -> dict[str, Any]:
     """The BankVoucherPostDto for one payment (see the module docstring for what is assumed)."""
-    description = posting.description or f"Innbetaling faktura {posting.invoice_no}"
+    what = "Tilbakeføring av innbetaling" if posting.reversal else "Innbetaling"
+    on = f"faktura {posting.invoice_no}" if posting.invoice_no is not None else "a konto"
+    description = posting.description or f"{what} {on}"
+    received = -posting.amount if posting.reversal else posting.amount  # debit the bank for money received
+    lines: list[dict[str, Any]] = [
+        {"AccountId": posting.bank_account_id, "PostingDate": posting.posting_date.isoformat(),
+         "CurrencyAmount": received, "Description": description},
+        {"AccountId": customer_account_id, "PostingDate": posting.posting_date.isoformat(),
+         "CurrencyAmount": -received, "Description": description},
+    ]
+    if posting.invoice_no is not None:
+        lines[1]["InvoiceNo"] = str(posting.invoice_no)
+    if posting.exchange_rate is not None:  # the company-currency amount, in the form the API takes it
+        for line in lines:
+            line["CurrencyCode"] = posting.currency_code
+            line["CurrencyExchangeRate"] = posting.exchange_rate
     return {
         "VoucherDate": posting.voucher_date.isoformat(),
         "CurrencyCode": posting.currency_code,
         "Description": description,
         "ExternalImportReference": posting.external_import_reference,
-        "VoucherLines": [
-            {"AccountId": posting.bank_account_id, "PostingDate": posting.posting_date.isoformat(),
-             "CurrencyAmount": posting.amount, "Description": description},
-            {"AccountId": customer_account_id, "PostingDate": posting.posting_date.isoformat(),
-             "CurrencyAmount": -posting.amount, "InvoiceNo": str(posting.invoice_no), "Description": description},
-        ],
+        "VoucherLines": lines,
     }
+
+
+UNREADABLE_ANSWER = "unreadable_answer"
+
+
+def _read_all(model, rows: list) -> list:
+    """Rows read into `model`; an answer that lacks what vb2po needs is terminal for what asked."""
+    try:
+        return [model.from_dto(r) for r in rows]
+    except UnreadableAnswer as exc:
+        raise TerminalError(str(exc), reason=UNREADABLE_ANSWER) from None
 
 
 def endpoint_label(path: str) -> str:
@@ -116,16 +145,16 @@ class PowerOfficeClient:
                 return PostingResult(ALREADY_APPLIED, posting.external_import_reference)
             raise
         voucher = self._decode(response)
-        voucher_id = voucher.get("Id") if isinstance(voucher, dict) else None
+        voucher_id = str(voucher["Id"])[:64] if isinstance(voucher, dict) and voucher.get("Id") is not None else None
         return PostingResult(APPLIED, posting.external_import_reference, voucher_id)
 
     # -- look-ups ------------------------------------------------------------------------
     def get_invoices(self, invoice_nos: Iterable[int]) -> list[OutgoingInvoice]:
         rows = self._get_filtered("/OutgoingInvoices", {"invoiceNos": invoice_nos})
-        return [OutgoingInvoice.from_dto(r) for r in rows]
+        return _read_all(OutgoingInvoice, rows)
 
     def get_customers(self, customer_nos: Iterable[int]) -> list[Customer]:
-        customers = [Customer.from_dto(r) for r in self._get_filtered("/Customers", {"customerNos": customer_nos})]
+        customers = _read_all(Customer, self._get_filtered("/Customers", {"customerNos": customer_nos}))
         self.customer_accounts.remember({c.number: c.subledger_account_id for c in customers})
         return customers
 
@@ -134,9 +163,9 @@ class PowerOfficeClient:
 
     def prefetch_all_customers(self) -> int:
         """Every customer's sub-ledger account in a few paged requests (at start-up)."""
-        rows = self._get_filtered("/Customers", {})
-        self.customer_accounts.remember({int(r["Number"]): int(r["SubledgerAccountId"]) for r in rows})
-        return len(rows)
+        customers = _read_all(Customer, self._get_filtered("/Customers", {}))
+        self.customer_accounts.remember({c.number: c.subledger_account_id for c in customers})
+        return len(customers)
 
     def customer_account_id(self, customer_no: int) -> int:
         return self.customer_accounts.get(customer_no)
@@ -148,7 +177,7 @@ class PowerOfficeClient:
         """Projects of these customers (None = of all customers), optionally only newer ones."""
         extra = {"createdDateTimeOffsetGreaterThan": created_after.isoformat()} if created_after else {}
         rows = self._get_filtered("/Projects", {"customerNos": customer_nos}, extra)
-        return [Project.from_dto(r) for r in rows]
+        return _read_all(Project, rows)
 
     def set_deny_time_tracking(self, project_id: int, deny: bool) -> None:
         patch = [{"op": "replace", "path": "/DenyTimeTracking", "value": bool(deny)}]
@@ -158,7 +187,15 @@ class PowerOfficeClient:
                    customer_nos: Iterable[int] | None = None) -> list[OpenItem]:
         rows = self._get_filtered("/Customerledger/OpenItems", {"invoiceNos": invoice_nos, "customerNos": customer_nos},
                                   {"date": on.isoformat()})
-        return [OpenItem.from_dto(r) for r in rows]
+        return _read_all(OpenItem, rows)
+
+    def ledger_entries(self, customer_no: int, posted_from: date, posted_to: date) -> list[LedgerEntry]:
+        """This client's entries on one customer's sub-ledger posted in a date range, created by this
+        integration (`GET /Customerledger/Statement`, documented with `ExternalImportReference`)."""
+        rows = self._get_filtered("/Customerledger/Statement", {"customerNos": [customer_no]},
+                                  {"fromDate": posted_from.isoformat(), "toDate": posted_to.isoformat(),
+                                   "onlyCreatedByCurrentIntegration": "true"})
+        return _read_all(LedgerEntry, rows)
 
     def lock_date(self) -> date | None:
         body = self._decode(self._request("GET", "/LockDateSettings"))
@@ -167,12 +204,16 @@ class PowerOfficeClient:
 
     # -- plumbing ------------------------------------------------------------------------
     def _customer_account_ids(self, customer_nos: list[int]) -> dict[int, int]:
-        rows = self._get_filtered("/Customers", {"customerNos": customer_nos})
-        return {int(r["Number"]): int(r["SubledgerAccountId"]) for r in rows}
+        customers = _read_all(Customer, self._get_filtered("/Customers", {"customerNos": customer_nos}))
+        return {c.number: c.subledger_account_id for c in customers}
 
     def _ledger_account_ids(self, account_nos: list[int]) -> dict[int, int]:
         rows = self._get_filtered("/GeneralLedgerAccounts", {"accountNos": account_nos})
-        return {int(r["AccountNo"]): int(r["Id"]) for r in rows}
+        try:
+            return {int(r["AccountNo"]): int(r["Id"]) for r in rows}
+        except (KeyError, TypeError, ValueError) as exc:
+            raise TerminalError(f"PowerOffice's general-ledger accounts are not readable ({exc!r})",
+                                reason=UNREADABLE_ANSWER) from None
 
     def _get_filtered(self, path: str, filters: dict[str, Iterable[int] | None],
                       extra: dict[str, str] | None = None) -> list[dict[str, Any]]:
@@ -198,6 +239,9 @@ class PowerOfficeClient:
             if response.status_code == 204 or not response.content:
                 break
             chunk = self._decode(response)
+            if not isinstance(chunk, list):
+                raise TerminalError(f"PowerOffice answered {path} with {type(chunk).__name__}, not a list",
+                                    reason=UNREADABLE_ANSWER)
             rows.extend(chunk)
             if len(chunk) < self._page_size:
                 break

@@ -30,6 +30,14 @@ def classify_db_error(exc: BaseException) -> TransientError | TerminalError:
     return TerminalError(f"database error ({sqlstate}): {text}", reason="db_error")
 
 
+def _unreadable(exc: Exception) -> TerminalError:
+    """A value the driver could not convert, either way: text it cannot decode (UnicodeDecodeError),
+    a number a parameter or column cannot hold (OverflowError), a decimal it cannot build. Retrying
+    reads the same value again, so it is terminal for the row or event concerned."""
+    return TerminalError(f"the database driver could not convert a value ({type(exc).__name__}: {str(exc)[:300]})",
+                         reason="unconvertible_value")
+
+
 class VismaDatabase:
     """Lazily (re)connected pyodbc connections to one Visma company database, one per thread
     (a pyodbc connection must not be used by two threads at once).
@@ -70,8 +78,8 @@ class VismaDatabase:
                                      reason="db_unavailable") from exc
         return self._conn
 
-    def _failed(self, exc: pyodbc.Error) -> TransientError | TerminalError:
-        error = classify_db_error(exc)
+    def _failed(self, exc: Exception) -> TransientError | TerminalError:
+        error = classify_db_error(exc) if isinstance(exc, pyodbc.Error) else _unreadable(exc)
         if isinstance(error, TransientError):
             self.close()
         else:
@@ -99,7 +107,7 @@ class VismaDatabase:
                     yield tuple(row)
             cursor.close()
             conn.commit()
-        except pyodbc.Error as exc:
+        except (pyodbc.Error, ValueError, TypeError, OverflowError, ArithmeticError) as exc:
             raise self._failed(exc) from exc
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
@@ -112,7 +120,7 @@ class VismaDatabase:
             cursor.close()
             conn.commit()
             return count
-        except pyodbc.Error as exc:
+        except (pyodbc.Error, ValueError, TypeError, OverflowError, ArithmeticError) as exc:
             raise self._failed(exc) from exc
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:

@@ -1,9 +1,12 @@
-"""Amounts from any ODBC driver as exact Decimals."""
+"""Amounts from any ODBC driver as exact Decimals, within what Visma's DECIMAL(28,6) can hold."""
 from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
 
 CENT = Decimal("0.01")
+MAX_INTEGER_DIGITS = 22  # DECIMAL(28,6): 22 digits before the point, 6 after
+MAX_DECIMALS = 6
+MONEY_LIMIT = Decimal(10) ** MAX_INTEGER_DIGITS  # every amount is strictly inside (-limit, limit)
 
 
 class BadAmount(ValueError):
@@ -13,6 +16,7 @@ class BadAmount(ValueError):
 def to_money(value: object) -> Decimal:
     """Decimal from what a driver returns: Decimal (SQL Server, PostgreSQL), text (SQLite),
     int, or float (read through its shortest repr, never through binary arithmetic).
+    Refuses what DECIMAL(28,6) cannot hold (SQLite stores anything in any column).
     Whole-cent amounts are normalised to two decimals."""
     if isinstance(value, bool) or value is None:
         raise BadAmount(f"unreadable amount {value!r}")
@@ -20,15 +24,29 @@ def to_money(value: object) -> Decimal:
         if isinstance(value, Decimal):
             amount = value
         elif isinstance(value, (int, str)):
-            amount = Decimal(str(value).strip())
+            text = str(value).strip()
+            if len(text) > 64:  # no DECIMAL(28,6) needs more; keeps Decimal() off megabyte strings
+                raise BadAmount(f"unreadable amount ({len(text)} characters)")
+            amount = Decimal(text)
         elif isinstance(value, float):
             amount = Decimal(repr(value))
         else:
             raise BadAmount(f"unreadable amount {value!r} ({type(value).__name__})")
-    except InvalidOperation as exc:
-        raise BadAmount(f"unreadable amount {value!r}") from exc
-    if not amount.is_finite():
-        raise BadAmount(f"unreadable amount {value!r}")
+    except (InvalidOperation, ValueError) as exc:
+        raise BadAmount(f"unreadable amount {str(value)[:40]!r}") from exc
+    check_money(amount)
     if amount == amount.quantize(CENT):
         amount = amount.quantize(CENT)
+    return amount
+
+
+def check_money(amount: Decimal) -> Decimal:
+    """The amount, or BadAmount when it is not finite or does not fit DECIMAL(28,6)."""
+    if not isinstance(amount, Decimal) or not amount.is_finite():
+        raise BadAmount(f"not a finite amount: {amount!r}")
+    if abs(amount) >= MONEY_LIMIT:
+        raise BadAmount(f"amount {amount:.6E} is outside what DECIMAL(28,6) holds")
+    exponent = amount.as_tuple().exponent
+    if isinstance(exponent, int) and -exponent > MAX_DECIMALS and amount != amount.quantize(Decimal(1).scaleb(-MAX_DECIMALS)):
+        raise BadAmount(f"amount {amount} has more than {MAX_DECIMALS} decimals")
     return amount

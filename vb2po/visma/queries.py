@@ -11,6 +11,8 @@ from typing import Sequence
 from vb2po.visma.dialect import Dialect, DialectName
 
 PAYMENT_COLUMNS = ("JNo", "EntNo", "CustNo", "VoNo", "VoDt", "VoTp", "Txt", "Am", "InvoNo", "ChDt")
+KEY_COLUMNS = ("JNo", "EntNo")
+MONEY_COLUMNS = ("Am",)
 
 
 @dataclass(frozen=True)
@@ -22,9 +24,15 @@ class PaymentSelection:
     time_column: str  # "ChTmms" where the table has it, else "ChTm"
     voucher_types: tuple[int, ...]
     lookback_dt: int  # yyyymmdd
+    reversal_types: tuple[int, ...] = ()  # positive-amount rows that reverse a payment
+    currency_column: str | None = None  # checked against the live table; None: the table has none
+    currency_amount_column: str | None = None
 
     def __post_init__(self) -> None:
-        if not self.voucher_types or not all(isinstance(v, int) for v in self.voucher_types):
+        for types in (self.voucher_types, self.reversal_types):
+            if not all(isinstance(v, int) and not isinstance(v, bool) for v in types):
+                raise ValueError("voucher types must be integers")
+        if not self.voucher_types:
             raise ValueError("payment rule needs at least one integer voucher type")
 
 
@@ -39,23 +47,44 @@ class Position:
 
 
 def _payment_select_list(d: Dialect, sel: PaymentSelection) -> str:
-    cols = [d.money_select(c) if c == "Am" else d.quote(c) for c in PAYMENT_COLUMNS]
+    """PAYMENT_COLUMNS, the currency number and amount (NULL where the table has none), the change time:
+    the order of `vb2po.visma.payments.PaymentRow`."""
+    cols = [d.money_select(c) if c in MONEY_COLUMNS else d.quote(c) for c in PAYMENT_COLUMNS]
+    cols.append(d.quote(sel.currency_column) if sel.currency_column else "NULL")
+    cols.append(d.money_select(sel.currency_amount_column) if sel.currency_amount_column else "NULL")
     cols.append(d.quote(sel.time_column))
     return ", ".join(cols)
 
 
-def _payment_rule(d: Dialect, sel: PaymentSelection) -> tuple[str, list]:
-    types = ", ".join("?" for _ in sel.voucher_types)
+def _unmarked(d: Dialect, sel: PaymentSelection) -> tuple[str, list]:
     marker = d.quote(sel.marker_column)
-    sql = (
-        f"{d.quote('Am')} < 0 AND {d.quote('VoTp')} IN ({types}) AND {d.quote('VoDt')} >= ? "
-        f"AND ({marker} IS NULL OR {marker} <> ?)"
-    )
-    return sql, [*sel.voucher_types, sel.lookback_dt, sel.marked_value]
+    return f"({marker} IS NULL OR {marker} <> ?)", [sel.marked_value]
+
+
+def _payment_rule(d: Dialect, sel: PaymentSelection) -> tuple[str, list]:
+    am, votp = d.quote("Am"), d.quote("VoTp")
+    kinds = [f"({am} < 0 AND {votp} IN ({', '.join('?' for _ in sel.voucher_types)}))"]
+    params: list = list(sel.voucher_types)
+    if sel.reversal_types:
+        kinds.append(f"({am} > 0 AND {votp} IN ({', '.join('?' for _ in sel.reversal_types)}))")
+        params += list(sel.reversal_types)
+    unmarked, marker_params = _unmarked(d, sel)
+    sql = f"({' OR '.join(kinds)}) AND {d.quote('VoDt')} >= ? AND {unmarked}"
+    return sql, [*params, sel.lookback_dt, *marker_params]
+
+
+def _select_list(d: Dialect, sel: PaymentSelection, keys_only: bool) -> str:
+    """The payment columns, or (`keys_only`) just the key and change position: integers every
+    driver reads, used to find the row that makes a whole page unreadable (text a driver
+    cannot decode, say)."""
+    if keys_only:
+        return ", ".join(d.quote(c) for c in ("JNo", "EntNo", "ChDt", sel.time_column))
+    return _payment_select_list(d, sel)
 
 
 def pending_payments_page(
-    d: Dialect, sel: PaymentSelection, after: Position | None, upper: tuple[int, int], limit: int
+    d: Dialect, sel: PaymentSelection, after: Position | None, upper: tuple[int, int], limit: int,
+    *, keys_only: bool = False,
 ) -> tuple[str, list]:
     """Unmarked payments changed after `after` (exclusive, by full position) up to `upper`.
 
@@ -77,14 +106,14 @@ def pending_payments_page(
         )
         params += [after.ch_dt, after.ch_dt, after.ch_time, after.ch_time, after.jno, after.jno, after.entno]
     body = (
-        f"{_payment_select_list(d, sel)} FROM {d.table('CustTr')} WHERE {' AND '.join(where)} "
+        f"{_select_list(d, sel, keys_only)} FROM {d.table('CustTr')} WHERE {' AND '.join(where)} "
         f"ORDER BY {dt}, {tm}, {jno}, {ent}"
     )
     return d.select_top(limit, body), params
 
 
 def unmarked_payments_page(
-    d: Dialect, sel: PaymentSelection, after_key: tuple[int, int] | None, limit: int
+    d: Dialect, sel: PaymentSelection, after_key: tuple[int, int] | None, limit: int, *, keys_only: bool = False,
 ) -> tuple[str, list]:
     """The safety net: every unmarked payment after the lookback date, in key order."""
     rule, params = _payment_rule(d, sel)
@@ -93,41 +122,47 @@ def unmarked_payments_page(
     if after_key is not None:
         where.append(f"({jno} > ? OR ({jno} = ? AND {ent} > ?))")
         params += [after_key[0], after_key[0], after_key[1]]
-    body = f"{_payment_select_list(d, sel)} FROM {d.table('CustTr')} WHERE {' AND '.join(where)} ORDER BY {jno}, {ent}"
+    body = f"{_select_list(d, sel, keys_only)} FROM {d.table('CustTr')} WHERE {' AND '.join(where)} ORDER BY {jno}, {ent}"
     return d.select_top(limit, body), params
 
 
-def marker_value(d: Dialect, marker_column: str, jno: int, entno: int) -> tuple[str, list]:
-    sql = (
-        f"SELECT {d.quote(marker_column)} FROM {d.table('CustTr')} "
-        f"WHERE {d.quote('JNo')} = ? AND {d.quote('EntNo')} = ?"
-    )
-    return sql, [jno, entno]
-
-
-def marker_values(d: Dialect, marker_column: str, keys: Sequence[tuple[int, int]]) -> tuple[str, list]:
-    """The marker of many rows in one statement; a key without a row is simply absent.
-    OR-ed key pairs rather than a row-value IN list, which SQL Server does not have."""
+def _key_match(d: Dialect, keys: Sequence[tuple[int, int]]) -> tuple[str, list]:
+    """OR-ed key pairs rather than a row-value IN list, which SQL Server does not have."""
     jno, entno = d.quote("JNo"), d.quote("EntNo")
-    where = " OR ".join(f"({jno} = ? AND {entno} = ?)" for _ in keys)
-    sql = f"SELECT {jno}, {entno}, {d.quote(marker_column)} FROM {d.table('CustTr')} WHERE {where}"
-    return sql, [part for key in keys for part in key]
+    return " OR ".join(f"({jno} = ? AND {entno} = ?)" for _ in keys), [part for key in keys for part in key]
 
 
-def mark_payment(d: Dialect, marker_column: str, marked_value: int | str, jno: int, entno: int) -> tuple[str, list]:
-    """Set the marker on a still-unmarked row only; never touches ChDt/ChTm, so the producer
-    does not see its own write as a change."""
+def payment_rows_by_keys(d: Dialect, sel: PaymentSelection, keys: Sequence[tuple[int, int]]) -> tuple[str, list]:
+    """These rows as `PaymentRow` columns plus the marker, whatever they hold now (no rule): the
+    consumer's view of what Visma holds before it posts. A key without a row is simply absent."""
+    where, params = _key_match(d, keys)
+    sql = f"SELECT {_payment_select_list(d, sel)}, {d.quote(sel.marker_column)} FROM {d.table('CustTr')} WHERE {where}"
+    return sql, params
+
+
+def payment_rows_of_invoice(d: Dialect, sel: PaymentSelection, customer_no: int, invoice_no: str) -> tuple[str, list]:
+    """A customer's rows on one invoice number, with the marker (to pair a reversal with its payment)."""
+    sql = (f"SELECT {_payment_select_list(d, sel)}, {d.quote(sel.marker_column)} FROM {d.table('CustTr')} "
+           f"WHERE {d.quote('CustNo')} = ? AND {d.quote('InvoNo')} = ? ORDER BY {d.quote('JNo')}, {d.quote('EntNo')}")
+    return sql, [customer_no, invoice_no]
+
+
+def mark_payment(d: Dialect, marker_column: str, marked_value: int | str, keys: Sequence[tuple[int, int]]) -> tuple[str, list]:
+    """Set the marker on these rows where they are still unmarked, in one statement (so a payment
+    and the reversal that annuls it are marked together or not at all); never touches ChDt/ChTm,
+    so the producer does not see its own write as a change."""
+    if not keys:
+        raise ValueError("no rows to mark")
     marker = d.quote(marker_column)
-    sql = (
-        f"UPDATE {d.table('CustTr')} SET {marker} = ? "
-        f"WHERE {d.quote('JNo')} = ? AND {d.quote('EntNo')} = ? AND ({marker} IS NULL OR {marker} <> ?)"
-    )
-    return sql, [marked_value, jno, entno, marked_value]
+    where, params = _key_match(d, keys)
+    sql = f"UPDATE {d.table('CustTr')} SET {marker} = ? WHERE ({where}) AND ({marker} IS NULL OR {marker} <> ?)"
+    return sql, [marked_value, *params, marked_value]
 
 
-def customers_page(d: Dialect, after_act_no: int | None, limit: int) -> tuple[str, list]:
+def customers_page(d: Dialect, after_act_no: int | None, limit: int, *, keys_only: bool = False) -> tuple[str, list]:
     """Actors that are customers (CustNo > 0) with their credit block, in ActNo order."""
-    cols = ", ".join([d.quote("ActNo"), d.quote("CustNo"), d.quote("CrSusp"), d.money_select("CrLmt"), d.quote("ChDt"), d.quote("ChTm")])
+    names = ("ActNo",) if keys_only else ("ActNo", "CustNo", "CrSusp", "CrLmt", "ChDt", "ChTm")
+    cols = ", ".join(d.money_select(c) if c == "CrLmt" else d.quote(c) for c in names)
     where = [f"{d.quote('CustNo')} > 0"]
     params: list = []
     if after_act_no is not None:
@@ -135,6 +170,18 @@ def customers_page(d: Dialect, after_act_no: int | None, limit: int) -> tuple[st
         params.append(after_act_no)
     body = f"{cols} FROM {d.table('Actor')} WHERE {' AND '.join(where)} ORDER BY {d.quote('ActNo')}"
     return d.select_top(limit, body), params
+
+
+def customer_by_act_no(d: Dialect, act_no: int) -> tuple[str, list]:
+    """One actor as `customers_page` selects it."""
+    cols = ", ".join(d.money_select(c) if c == "CrLmt" else d.quote(c)
+                     for c in ("ActNo", "CustNo", "CrSusp", "CrLmt", "ChDt", "ChTm"))
+    return f"SELECT {cols} FROM {d.table('Actor')} WHERE {d.quote('ActNo')} = ?", [act_no]
+
+
+def currency_register(d: Dialect) -> str:
+    """The company's currency register: number -> ISO code."""
+    return f"SELECT {d.quote('CurNo')}, {d.quote('ISO')} FROM {d.table('Cur')}"
 
 
 def payment_poll_index(d: Dialect, sel: PaymentSelection) -> str:

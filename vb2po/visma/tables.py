@@ -72,4 +72,13 @@ ACTOR = Table(
     key=("ActNo",),
 )
 
-TABLES = {t.name: t for t in (CUSTTR, ACTOR)}
+# The company's currency register (public Visma Business queries join `Cur.CurNo` to a row's
+# `Cur` and read `Cur.ISO`); a company database without it falls back to ISO 4217 numeric codes.
+CUR = Table("Cur", (_int("CurNo"), _text("ISO", 3)), key=("CurNo",))
+
+# Visma's free fields ("Gr" integers, "Inf" texts): the only columns the processed marker may use.
+# Which of them CustTr really has is unconfirmed, so the live table is always asked as well.
+FREE_INTEGER_FIELDS = ("Gr", *(f"Gr{n}" for n in range(2, 13)))
+FREE_TEXT_FIELDS = ("Inf", *(f"Inf{n}" for n in range(2, 9)))
+FREE_FIELDS = FREE_INTEGER_FIELDS + FREE_TEXT_FIELDS
+FREE_TEXT_LENGTH = 60

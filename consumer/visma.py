@@ -1,0 +1,152 @@
+"""What the consumer reads and writes in one Visma company: the payment rows as they are now, and
+the processed marker.
+
+Before it posts anything the consumer reads the row the event names (one statement for a whole
+poll) and asks `vb2po.visma.payments.interpret` what it means, so nothing is posted that Visma
+does not hold. The marker is written with a conditional UPDATE (ChDt/ChTm untouched), and an
+UPDATE that touches no row is never taken for "marked".
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from datetime import date
+from typing import Callable, Collection, Protocol
+
+from vb2po.errors import TerminalError
+from vb2po.settings import Settings
+from vb2po.visma.company import CompanySource, open_company
+from vb2po.visma.payments import PaymentFacts, PaymentRow, interpret
+from vb2po.visma.queries import mark_payment, payment_rows_by_keys, payment_rows_of_invoice
+
+KEYS_PER_LOOKUP = 200  # (JNo, EntNo) pairs per statement: 400 parameters, well under every driver's limit
+Key = tuple[int, int]
+
+
+@dataclass(frozen=True)
+class VismaRow:
+    """A CustTr row as read now, with its processed marker."""
+
+    row: PaymentRow
+    marked: bool
+
+    @property
+    def key(self) -> Key:
+        return int(self.row.jno), int(self.row.entno)
+
+
+class VismaPayments(Protocol):
+    def read(self, keys: Collection[Key]) -> dict[Key, VismaRow]:
+        """The rows that exist among `keys` (absent: no such row)."""
+        ...
+
+    def invoice_rows(self, customer_no: int, invoice_no: str) -> list[VismaRow]: ...
+
+    def facts(self, row: PaymentRow, today: date) -> PaymentFacts:
+        """What the row means (BadRow when it is no payment vb2po transfers)."""
+        ...
+
+    def mark(self, keys: Collection[Key]) -> int:
+        """Set the marker on these still-unmarked rows in one statement; returns the rows changed."""
+        ...
+
+
+class VismaCompanyPayments:
+    """One company's CustTr over ODBC, opened on first use (a company that is down at start is
+    retried, not fatal) with its columns checked against the live table."""
+
+    def __init__(self, settings: Settings, company_no: int, *, opener: Callable[..., CompanySource] = open_company):
+        self._settings = settings
+        self._company = settings.company(company_no)
+        self._opener = opener
+        self._source: CompanySource | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def source(self) -> CompanySource:
+        with self._lock:
+            if self._source is None:
+                self._source = self._opener(self._settings, self._company)
+            return self._source
+
+    def _rows(self, sql: str, params: list) -> list[VismaRow]:
+        source = self.source
+        marker = source.selection.marked_value
+        out = []
+        for record in source.db.query(sql, params):
+            value = record[-1]
+            out.append(VismaRow(PaymentRow.from_tuple(record[:-1]), value is not None and str(value) == str(marker)))
+        return out
+
+    def read(self, keys: Collection[Key]) -> dict[Key, VismaRow]:
+        wanted = sorted(set(keys))
+        found: dict[Key, VismaRow] = {}
+        source = self.source
+        for start in range(0, len(wanted), KEYS_PER_LOOKUP):
+            sql, params = payment_rows_by_keys(source.db.dialect, source.selection, wanted[start:start + KEYS_PER_LOOKUP])
+            for visma_row in self._rows(sql, params):
+                found[visma_row.key] = visma_row
+        return found
+
+    def invoice_rows(self, customer_no: int, invoice_no: str) -> list[VismaRow]:
+        source = self.source
+        sql, params = payment_rows_of_invoice(source.db.dialect, source.selection, customer_no, invoice_no)
+        return self._rows(sql, params)
+
+    def facts(self, row: PaymentRow, today: date) -> PaymentFacts:
+        source = self.source
+        return interpret(row, source.rule, source.currencies, today)
+
+    def mark(self, keys: Collection[Key]) -> int:
+        source = self.source
+        sql, params = mark_payment(source.db.dialect, source.selection.marker_column, source.selection.marked_value,
+                                   sorted(set(keys)))
+        return source.db.execute(sql, params)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._source is not None:
+                self._source.db.close_all()
+                self._source = None
+
+
+class FakeVismaPayments:
+    """In-memory CustTr for unit tests: rows by key, a marker flag each, the same `interpret`."""
+
+    def __init__(self, rows: list[PaymentRow], rule, currencies) -> None:
+        self.rows = {(int(r.jno), int(r.entno)): r for r in rows}
+        self.marked: set[Key] = set()
+        self.rule, self.currencies = rule, currencies
+        self.writes = 0
+        self.reads = 0
+
+    def read(self, keys: Collection[Key]) -> dict[Key, VismaRow]:
+        self.reads += 1
+        return {k: VismaRow(self.rows[k], k in self.marked) for k in keys if k in self.rows}
+
+    def invoice_rows(self, customer_no: int, invoice_no: str) -> list[VismaRow]:
+        return [VismaRow(r, k in self.marked) for k, r in sorted(self.rows.items())
+                if r.cust_no == customer_no and str(r.invo_no).strip() == invoice_no]
+
+    def facts(self, row: PaymentRow, today: date) -> PaymentFacts:
+        return interpret(row, self.rule, self.currencies, today)
+
+    def mark(self, keys: Collection[Key]) -> int:
+        fresh = {k for k in keys if k in self.rows and k not in self.marked}
+        self.marked |= fresh
+        self.writes += len(fresh)
+        return len(fresh)
+
+
+def require_marked(visma: VismaPayments, keys: Collection[Key], changed: int) -> None:
+    """After a marker UPDATE that changed fewer rows than asked: each row must carry the marker now
+    (set by another consumer meanwhile); a row that is gone is an error, never "marked"."""
+    if changed >= len(set(keys)):
+        return
+    now = visma.read(keys)
+    missing = [k for k in keys if k not in now]
+    unmarked = [k for k in keys if k in now and not now[k].marked]
+    if missing or unmarked:
+        shown = ", ".join(f"JNo={j};EntNo={e}" for j, e in missing + unmarked)
+        raise TerminalError(f"the processed marker could not be written: row(s) {shown} "
+                            + ("no longer exist in Visma" if missing else "did not take it"), reason="marker_not_written")
