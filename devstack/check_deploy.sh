@@ -8,6 +8,9 @@
 #      settings file, with the Deployments' env and stand-in secrets, loaded by vb2po.settings
 #   4. promtool check rules + promtool test rules on the alert rules
 #   5. the Grafana dashboard: JSON parses, every panel and variable query is PromQL promtool accepts
+#   6. the image (`make image`, reused when nothing changed) and its smoke test: vb2po --version,
+#      config check and a short producer + consumer sync, run from inside the image's read-only root
+#      filesystem as its non-root user (devstack/image_smoke.py; Kafka at $VB2PO_SMOKE_KAFKA, else its own)
 # Invoked by `make check-deploy`; prints one line per step and exits non-zero on the first failure.
 # HELM=/path/to/helm uses that helm instead of the pinned build.
 set -euo pipefail
@@ -305,5 +308,10 @@ sys.exit(1 if problems else 0)
 PYTHON
 promtool check rules "$WORK/dashboard-exprs.rules.yaml" >"$WORK/dashboard-check.txt" 2>&1 \
   || { cat "$WORK/dashboard-check.txt" >&2; fail "a dashboard query is not valid PromQL (rule names give panel id and refId)"; }
+
+# --- 6. the image --------------------------------------------------------------------------------
+
+say "the image: build (or reuse) and smoke-test it from inside its root filesystem"
+"$PY" -m devstack.image smoke || fail "the image's smoke test (devstack/image_smoke.py)"
 
 say "all deployment checks passed in $((SECONDS - START))s"

@@ -177,6 +177,15 @@ def cmd_sandbox(args: argparse.Namespace, rest: list[str]) -> int:
     return sandbox_main(rest) or 0
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("vb2po")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "unknown"
+
+
 def _common_options() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", default=argparse.SUPPRESS, help="settings file (also accepted before the command)")
@@ -193,6 +202,7 @@ def _api_options() -> argparse.ArgumentParser:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vb2po", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     parser.add_argument("--config", help=f"settings file (YAML); default ${settings_module.CONFIG_ENV}")
     parser.add_argument("-v", "--verbose", action="store_true")
     parser.add_argument("--log-format", choices=("json", "text"),
