@@ -173,7 +173,10 @@ def base_layout(refresh: bool = False) -> Path:
         began = time.monotonic()
         with tempfile.TemporaryDirectory(prefix="vb2po-image-base-", dir=cache) as tmp:
             tar = Path(tmp) / "debian.tar"
+            # local .deb files are bind-mounted into the chroot at their own path, where dpkg finds them
+            automount = ["--hook-dir=/usr/share/mmdebstrap/hooks/file-mirror-automount"] if extra else []
             cmd = ["mmdebstrap", "--mode=root", "--variant=essential", "--hook-dir=/usr/share/mmdebstrap/hooks/merged-usr",
+                   *automount,
                    "--include=" + ",".join([*DEBIAN_PACKAGES, *(str(d) for d in extra)]),
                    *(f"--dpkgopt={o}" for o in DPKG_OPTIONS),
                    "--skip=download/empty", "--skip=essential/unlink",
