@@ -1,7 +1,7 @@
 # The two commands a person needs: `make demo` and `make test`. Both install what is missing.
 PY := .venv/bin/python
 
-.PHONY: demo test deps unit check-deploy bench-producer bench-consumer bench-settings clean
+.PHONY: demo test deps unit image check-deploy bench-producer bench-consumer bench-settings clean
 
 deps:
 	@bash devstack/deps.sh
@@ -14,6 +14,10 @@ test: deps
 
 unit: deps
 	@$(PY) -m pytest -q tests/unit
+
+# The OCI image vb2po:<version> in build/image/vb2po (and build/vb2po-<version>.oci.tar), no Docker needed.
+image: deps
+	@$(PY) -m devstack.image build
 
 check-deploy: deps
 	@bash devstack/check_deploy.sh

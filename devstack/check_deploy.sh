@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # Offline checks of the deployment: no cluster, no Prometheus server, no Grafana needed.
 #   1. helm (built once from the Go module proxy into the vb2po cache), kubernetes-validate, promtool
-#   2. helm lint and helm template of helm/vb2po with the default and with the full values
+#   2. helm lint and helm template of helm/vb2po with the default and with the full values (both
+#      checked against values.schema.json, whose settings part is generated from vb2po's model)
 #   3. every rendered object against the Kubernetes schemas bundled by kubernetes-validate; the
 #      Prometheus Operator objects (no schema bundled) by a structural check, and the
 #      PrometheusRule and dashboard ConfigMap compared with their one source file; the rendered
 #      settings file, with the Deployments' env and stand-in secrets, loaded by vb2po.settings
 #   4. promtool check rules + promtool test rules on the alert rules
 #   5. the Grafana dashboard: JSON parses, every panel and variable query is PromQL promtool accepts
+#   6. the image (`make image`, reused when nothing changed) and its smoke test: vb2po --version,
+#      config check and a short producer + consumer sync, run from inside the image's read-only root
+#      filesystem as its non-root user (devstack/image_smoke.py; Kafka at $VB2PO_SMOKE_KAFKA, else its own)
 # Invoked by `make check-deploy`; prints one line per step and exits non-zero on the first failure.
 # HELM=/path/to/helm uses that helm instead of the pinned build.
 set -euo pipefail
@@ -132,7 +136,11 @@ def structural(obj, name):
         return errs + ([f"{name}: unknown spec fields {sorted(unknown)}"] if unknown else [])
     if obj["kind"] == "PrometheusRule":
         with open(rules_file) as fh:
-            source = yaml.safe_load(fh)
+            text = fh.read()
+        # the one change the chart makes: the runbook links point at prometheusRule.runbookBaseUrl
+        urls = [r["annotations"]["runbook_url"] for g in spec.get("groups") or [] for r in g["rules"] if "alert" in r]
+        base = urls[0].split("#")[0] if urls else ""
+        source = yaml.safe_load(text.replace("https://github.com/example/vb2po/blob/main/helm/vb2po/README.md", base))
         with open(rules_out, "w") as fh:  # promtool checks this copy too
             yaml.safe_dump({"groups": spec.get("groups")}, fh)
         if spec != source:
@@ -192,9 +200,9 @@ from vb2po import settings as settings_module
 
 docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
 files = [d["data"]["settings.yaml"] for d in docs if d["kind"] == "ConfigMap" and "settings.yaml" in d.get("data", {})]
-deployments = [d for d in docs if d["kind"] == "Deployment"]
+deployments = [d for d in docs if d["kind"] in ("Deployment", "StatefulSet")]
 if len(files) != 1 or not deployments:
-    sys.exit(f"  expected one settings ConfigMap and the Deployments, found {len(files)} and {len(deployments)}")
+    sys.exit(f"  expected one settings ConfigMap and the Deployments (or StatefulSet), found {len(files)} and {len(deployments)}")
 stand_in_secrets = {
     "VB2PO_POWEROFFICE__APPLICATION_KEY": "stand-in", "VB2PO_POWEROFFICE__SUBSCRIPTION_KEY": "stand-in",
     "VB2PO_COMPANIES": json.dumps([{"company_no": 1, "odbc": "Driver=SQLite3;Database=/nonexistent", "dialect": "sqlite"}]),
@@ -205,6 +213,9 @@ with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as fh:
 for deployment in deployments:
     for container in deployment["spec"]["template"]["spec"]["containers"]:
         plain = {e["name"]: e["value"] for e in container.get("env", []) if "value" in e}
+        # from the downward API: what the pod would get (the StatefulSet's pod name)
+        plain.update({e["name"]: f"{deployment['metadata']['name']}-0" for e in container.get("env", [])
+                      if e.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.name"})
         for key in [k for k in os.environ if k.startswith("VB2PO_")]:
             del os.environ[key]
         os.environ.update({**stand_in_secrets, **plain, "VB2PO_CONFIG": fh.name})
@@ -212,16 +223,17 @@ for deployment in deployments:
             loaded = settings_module.load()
         except Exception as exc:  # noqa: BLE001 - shown to a person
             sys.exit(f"  {deployment['metadata']['name']}/{container['name']}: the rendered settings do not load: {exc}")
-        print(f"  {deployment['metadata']['name']}/{container['name']}: settings load "
-              f"(metrics_port {loaded.metrics_port}, kafka {loaded.kafka.bootstrap_servers})")
+        print(f"  {deployment['kind']} {deployment['metadata']['name']}/{container['name']}: settings load "
+              f"(metrics_port {loaded.metrics_port}, kafka {loaded.kafka.bootstrap_servers}"
+              f"{', instance_id ' + loaded.consumer.instance_id if loaded.consumer.instance_id else ''})")
 os.unlink(fh.name)
 PYTHON
 }
 
 say "validating the objects rendered with the default values"
-validate_rendered default "Deployment,ConfigMap,Service,ServiceAccount" || fail "rendered objects (default values)"
+validate_rendered default "Deployment,ConfigMap,Service,ServiceAccount,NetworkPolicy" || fail "rendered objects (default values)"
 say "validating the objects rendered with the full values"
-validate_rendered full "Deployment,ConfigMap,Service,ServiceAccount,ServiceMonitor,PrometheusRule,PodDisruptionBudget" \
+validate_rendered full "Deployment,StatefulSet,ConfigMap,Service,ServiceAccount,ServiceMonitor,PrometheusRule,PodDisruptionBudget,NetworkPolicy" \
   || fail "rendered objects (full values)"
 for values in default full; do
   say "the settings file rendered with the $values values loads with vb2po.settings"
@@ -239,7 +251,7 @@ promtool test rules "$RULE_TESTS" || fail "promtool test rules $RULE_TESTS"
 
 # --- 5. dashboard ---------------------------------------------------------------------------------
 
-say "dashboard: JSON parses and every panel query is PromQL"
+say "dashboard: JSON parses and every panel, variable and annotation query is PromQL"
 "$PY" - "$DASHBOARD" "$WORK/dashboard-exprs.rules.yaml" <<'PYTHON' || fail "dashboard $DASHBOARD"
 """Each panel target's expr, with Grafana's variables replaced by sample values, becomes a
 recording rule so that `promtool check rules` parses it (promtool has no "parse this expr")."""
@@ -283,6 +295,9 @@ for var in dashboard.get("templating", {}).get("list", []):
         problems.append(f"variable {var['name']}: expected label_values(<selector>, <label>), got {query!r}")
         continue
     rules.append({"record": f"dashboard:variable_{var['name']}", "expr": substitute(match.group(1))})
+for number, annotation in enumerate(dashboard.get("annotations", {}).get("list", [])):
+    if annotation.get("expr"):  # a Prometheus annotation query (e.g. "Settings changed")
+        rules.append({"record": f"dashboard:annotation_{number}", "expr": substitute(annotation["expr"])})
 for panel in panels(dashboard.get("panels", [])):
     for target in panel.get("targets", []):
         expr = target.get("expr")
@@ -300,10 +315,15 @@ if not rules:
     problems.append("no panel queries found")
 with open(out, "w") as fh:
     yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}, fh, sort_keys=False)
-print(f"  {len(rules)} queries (panels and variables)")
+print(f"  {len(rules)} queries (panels, variables and annotations)")
 sys.exit(1 if problems else 0)
 PYTHON
 promtool check rules "$WORK/dashboard-exprs.rules.yaml" >"$WORK/dashboard-check.txt" 2>&1 \
   || { cat "$WORK/dashboard-check.txt" >&2; fail "a dashboard query is not valid PromQL (rule names give panel id and refId)"; }
+
+# --- 6. the image --------------------------------------------------------------------------------
+
+say "the image: build (or reuse) and smoke-test it from inside its root filesystem"
+"$PY" -m devstack.image smoke || fail "the image's smoke test (devstack/image_smoke.py)"
 
 say "all deployment checks passed in $((SECONDS - START))s"

@@ -49,15 +49,21 @@ def _stop_on_signals(stop) -> None:
 
 
 def cmd_producer(args: argparse.Namespace) -> int:
-    from producer.service import ProducerService
     from vb2po.ops import serve_ops
     from vb2po.readiness import producer_checks
+    from vb2po.startup import keep_running
 
     settings = _load(args)
     if settings.metrics_port:
         serve_ops(settings.metrics_bind_address, settings.metrics_port, producer_checks(settings))
-    service = ProducerService(settings)
-    _stop_on_signals(service.stop)  # before start(): a SIGTERM while starting still stops cleanly
+    stopping, current = _stoppable()  # before starting: a SIGTERM while starting still stops cleanly
+    return keep_running("the producer", settings, stopping, lambda: _run_producer(settings, stopping, current))
+
+
+def _run_producer(settings: settings_module.Settings, stopping: threading.Event, current: dict) -> None:
+    from producer.service import ProducerService
+
+    service = current["service"] = ProducerService(settings)
     admin_server = None
     try:
         service.start()
@@ -67,33 +73,52 @@ def cmd_producer(args: argparse.Namespace) -> int:
             from admin.api.server import serve_admin
 
             admin_server = serve_admin(settings, service, service.live)
-        service.run()
+        if not stopping.is_set():
+            service.run()
     finally:
         if admin_server is not None:
             admin_server.stop()
         service.close()
-    return 0
 
 
 def cmd_consumer(args: argparse.Namespace) -> int:
     from consumer.service import ConsumerService
     from vb2po.ops import serve_ops
     from vb2po.readiness import consumer_checks
+    from vb2po.startup import keep_running, wait_until_reachable
 
     settings = _load(args)
     if args.group:  # a separate group, e.g. to replay a range while the regular consumers carry on
         settings = settings.model_copy(update={"kafka": settings.kafka.model_copy(update={"consumer_group": args.group})})
     if settings.metrics_port and not args.until_caught_up:
         serve_ops(settings.metrics_bind_address, settings.metrics_port, consumer_checks(settings))
-    service = ConsumerService(settings)
-    _stop_on_signals(service.stop)
+    stopping, current = _stoppable()
     if args.until_caught_up:
+        if not wait_until_reachable(settings, stopping, poweroffice=True):
+            return 0
+        service = current["service"] = ConsumerService(settings)
         return _consume_until_caught_up(settings, service)
-    try:
-        service.run()
-    finally:
-        service.close()
-    return 0
+
+    def run() -> None:
+        service = current["service"] = ConsumerService(settings)
+        try:
+            if not stopping.is_set():
+                service.run()
+        finally:
+            service.close()
+    return keep_running("the consumer", settings, stopping, run, poweroffice=True)
+
+
+def _stoppable() -> tuple[threading.Event, dict]:
+    """An event set by SIGTERM/SIGINT, which also stops the service in `current["service"]`."""
+    stopping, current = threading.Event(), {}
+
+    def stop() -> None:
+        stopping.set()
+        if current.get("service") is not None:
+            current["service"].stop()
+    _stop_on_signals(stop)
+    return stopping, current
 
 
 def _consume_until_caught_up(settings: settings_module.Settings, service) -> int:
@@ -177,6 +202,15 @@ def cmd_sandbox(args: argparse.Namespace, rest: list[str]) -> int:
     return sandbox_main(rest) or 0
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("vb2po")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "unknown"
+
+
 def _common_options() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", default=argparse.SUPPRESS, help="settings file (also accepted before the command)")
@@ -191,104 +225,158 @@ def _api_options() -> argparse.ArgumentParser:
     return api
 
 
+def _examples(*lines: str) -> str:
+    return "examples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+EXAMPLES = _examples(
+    "vb2po --config settings.yaml config check      # test the settings and every connection first",
+    "VB2PO_CONFIG=settings.yaml vb2po producer       # the producer (JSON log lines)",
+    "vb2po --config settings.yaml --log-format text consumer",
+    "vb2po status                                    # with VB2PO_TOKEN and VB2PO_ADMIN_URL set",
+    "vb2po <command> --help                          # each command's options and examples",
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vb2po", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="vb2po", description=__doc__, epilog=EXAMPLES,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}",
+                        help="print the version of vb2po and exit")
     parser.add_argument("--config", help=f"settings file (YAML); default ${settings_module.CONFIG_ENV}")
-    parser.add_argument("-v", "--verbose", action="store_true")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log DEBUG lines too")
     parser.add_argument("--log-format", choices=("json", "text"),
                         help="log lines as JSON objects (default of producer and consumer) or plain text "
                              "(default of the other commands); default $VB2PO_LOG_FORMAT")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     api = _api_options()
-
     common = _common_options()
-    sub.add_parser("producer", parents=[common], help="poll Visma and publish payment events to Kafka (and serve the admin API)")
-    consumer = sub.add_parser("consumer", parents=[common], help="apply payment events to PowerOffice and mark them in Visma")
+
+    def command(subparsers, name: str, help: str, examples: tuple[str, ...], **kwargs) -> argparse.ArgumentParser:
+        return subparsers.add_parser(name, help=help, description=help, epilog=_examples(*examples),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, **kwargs)
+
+    def json_option(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    command(sub, "producer", "poll Visma and publish payment events to Kafka (and serve the admin API)",
+            ("vb2po --config settings.yaml producer",
+             "VB2PO_KAFKA__BOOTSTRAP_SERVERS=kafka:9092 vb2po --config settings.yaml producer"), parents=[common])
+    consumer = command(sub, "consumer", "apply payment events to PowerOffice and mark them in Visma",
+                       ("vb2po --config settings.yaml consumer",
+                        "vb2po --config settings.yaml consumer --group vb2po-replay --until-caught-up"), parents=[common])
     consumer.add_argument("--group", help="consume in this group instead of kafka.consumer_group (replay through it)")
     consumer.add_argument("--until-caught-up", action="store_true", help="stop once the group has nothing left")
 
-    config = sub.add_parser("config", help="check, show or change the integration settings")
-    config_sub = config.add_subparsers(dest="config_command", required=True)
-    config_sub.add_parser("check", parents=[common], help="validate the settings, test Kafka, each Visma company and PowerOffice client")
-    show = config_sub.add_parser("show", parents=[api], help="the settings the producer runs with, secrets masked, "
-                                                             "and which ones were changed through the admin API")
-    show.add_argument("--json", action="store_true")
-    change = config_sub.add_parser("set", parents=[api], help="change integration settings while vb2po runs, e.g. "
-                                                              "marker.field=Gr5 lookback_date=2026-03-01")
-    change.add_argument("assignments", nargs="+", metavar="PATH=VALUE")
+    config = command(sub, "config", "check, show or change the integration settings",
+                     ("vb2po --config settings.yaml config check", "vb2po config show",
+                      "vb2po config set marker.field=Gr5 --dry-run"))
+    config_sub = config.add_subparsers(dest="config_command", required=True, metavar="SUBCOMMAND")
+    command(config_sub, "check", "validate the settings, test Kafka, each Visma company and PowerOffice client",
+            ("vb2po --config settings.yaml config check", "VB2PO_CONFIG=/etc/vb2po/settings.yaml vb2po config check"),
+            parents=[common])
+    show = command(config_sub, "show", "the settings the producer runs with, secrets masked, and which ones were "
+                                       "changed through the admin API",
+                   ("vb2po config show", "vb2po config show --json"), parents=[api])
+    json_option(show)
+    change = command(config_sub, "set", "change integration settings while vb2po runs",
+                     ("vb2po config set marker.field=Gr5 lookback_date=2026-03-01",
+                      "vb2po config set invoice_clients.hovedkontor.bank_account=1950 --dry-run"), parents=[api])
+    change.add_argument("assignments", nargs="+", metavar="PATH=VALUE", help="a setting's path and its new value")
     change.add_argument("--dry-run", action="store_true", help="check the change and show what it would do; change nothing")
-    reset = config_sub.add_parser("reset", parents=[api], help="put settings back to the settings file's values")
-    reset.add_argument("paths", nargs="+", metavar="PATH")
+    reset = command(config_sub, "reset", "put settings back to the settings file's values",
+                    ("vb2po config reset marker.field", "vb2po config reset lookback_date --dry-run"), parents=[api])
+    reset.add_argument("paths", nargs="+", metavar="PATH", help="a setting's path, e.g. marker.field")
     reset.add_argument("--dry-run", action="store_true", help="show what it would do; change nothing")
 
-    token = sub.add_parser("token", help="personal tokens for the admin API: create, list, revoke")
-    token_sub = token.add_subparsers(dest="token_command", required=True)
+    token = command(sub, "token", "personal tokens for the admin API: create, list, revoke",
+                    ("vb2po --config settings.yaml token create --user kari --local", "vb2po token list"))
+    token_sub = token.add_subparsers(dest="token_command", required=True, metavar="SUBCOMMAND")
     local = argparse.ArgumentParser(add_help=False)  # (--config comes with the api options)
     local.add_argument("--local", action="store_true",
                        help="write straight to Kafka with the settings file (the bootstrap path for the first token)")
-    create = token_sub.add_parser("create", parents=[api, local], help="issue a token for a declared user (shown once)")
-    create.add_argument("--user", required=True)
+    create = command(token_sub, "create", "issue a token for a declared user (shown once)",
+                     ("vb2po --config settings.yaml token create --user kari --local   # the first token",
+                      "vb2po token create --user ola --ttl-days 30 --description 'invoice overview'"),
+                     parents=[api, local])
+    create.add_argument("--user", required=True, help="a user declared under admin.users")
     create.add_argument("--ttl-days", type=int, help="lifetime in days (default admin.token_ttl_days)")
     create.add_argument("--description", default="", help="what or who it is for")
-    token_sub.add_parser("list", parents=[api, local], help="every token: id, user, state, expiry (never the token)")
-    revoke = token_sub.add_parser("revoke", parents=[api, local], help="revoke a token by its id")
-    revoke.add_argument("token_id")
+    command(token_sub, "list", "every token: id, user, state, expiry (never the token)",
+            ("vb2po token list", "vb2po --config settings.yaml token list --local"), parents=[api, local])
+    revoke = command(token_sub, "revoke", "revoke a token by its id",
+                     ("vb2po token revoke 3f9c2a61d0be",), parents=[api, local])
+    revoke.add_argument("token_id", help="the token's id (12 hex digits, as listed)")
 
-    sub.add_parser("whoami", parents=[api], help="who your token says you are, and your permissions")
+    command(sub, "whoami", "who your token says you are, and your permissions", ("VB2PO_TOKEN=vb2po_... vb2po whoami",),
+            parents=[api])
 
-    fetch = sub.add_parser("fetch-now", parents=[api], help="poll now for one invoice client, or for all")
+    fetch = command(sub, "fetch-now", "poll now for one invoice client, or for all",
+                    ("vb2po fetch-now --client hovedkontor --wait", "vb2po fetch-now --all --json"), parents=[api])
     which = fetch.add_mutually_exclusive_group(required=True)
     which.add_argument("--client", help="invoice client name (needs fetch.client)")
     which.add_argument("--all", action="store_true", help="every invoice client (needs fetch.all)")
     fetch.add_argument("--wait", action="store_true", help="wait until the consumers have applied what was published")
     fetch.add_argument("--timeout", type=float, default=600, help="seconds to wait (default 600)")
     fetch.add_argument("--interval", type=float, default=1.0, help=argparse.SUPPRESS)
-    fetch.add_argument("--json", action="store_true")
+    json_option(fetch)
 
-    status = sub.add_parser("status", parents=[api], help="per company and invoice client: polls, lags, dead letters, blocks")
-    status.add_argument("--json", action="store_true")
+    status = command(sub, "status", "per company and invoice client: polls, lags, dead letters, blocks",
+                     ("vb2po status", "vb2po status --json"), parents=[api])
+    json_option(status)
 
-    letters = sub.add_parser("dead-letters", help="what could not be published or applied: list, show, redrive")
-    letters_sub = letters.add_subparsers(dest="letters_command", required=True)
-    listing = letters_sub.add_parser("list", parents=[api])
-    listing.add_argument("--reason")
-    listing.add_argument("--company", type=int)
-    listing.add_argument("--stage", choices=("producer", "consumer"))
+    letters = command(sub, "dead-letters", "what could not be published or applied: list, show, redrive",
+                      ("vb2po dead-letters list --open", "vb2po dead-letters redrive 2-41"))
+    letters_sub = letters.add_subparsers(dest="letters_command", required=True, metavar="SUBCOMMAND")
+    listing = command(letters_sub, "list", "the dead letters: id, stage, reason, company, source key, state",
+                      ("vb2po dead-letters list --open --reason lock_date", "vb2po dead-letters list --company 2 --json"),
+                      parents=[api])
+    listing.add_argument("--reason", help="only letters with this reason, e.g. lock_date")
+    listing.add_argument("--company", type=int, help="only letters of this Visma company")
+    listing.add_argument("--stage", choices=("producer", "consumer"), help="only letters of the producer or the consumer")
     listing.add_argument("--open", action="store_true", help="only those not redriven yet")
-    listing.add_argument("--json", action="store_true")
-    show = letters_sub.add_parser("show", parents=[api])
+    json_option(listing)
+    show = command(letters_sub, "show", "one dead letter with its reason and original event",
+                   ("vb2po dead-letters show 2-41",), parents=[api])
     show.add_argument("id", help="partition-offset, as listed")
-    redrive = letters_sub.add_parser("redrive", parents=[api], help="publish again to the original topic and key")
+    redrive = command(letters_sub, "redrive", "publish again to the original topic and key",
+                      ("vb2po dead-letters redrive 2-41 2-42", "vb2po dead-letters redrive --all --reason lock_date --dry-run"),
+                      parents=[api])
     redrive.add_argument("ids", nargs="*", help="letter ids (partition-offset)")
     redrive.add_argument("--all", action="store_true", help="every open letter (narrow with --reason / --company)")
-    redrive.add_argument("--reason")
-    redrive.add_argument("--company", type=int)
-    redrive.add_argument("--dry-run", action="store_true")
+    redrive.add_argument("--reason", help="with --all: only letters with this reason")
+    redrive.add_argument("--company", type=int, help="with --all: only letters of this Visma company")
+    redrive.add_argument("--dry-run", action="store_true", help="show what would be redriven; publish nothing")
 
-    replay = sub.add_parser("replay", parents=[api], help="move a consumer group back to an offset or a point in time")
+    replay = command(sub, "replay", "move a consumer group back to an offset or a point in time",
+                     ("vb2po replay --to-time 2026-03-14T06:00:00+01:00 --dry-run",
+                      "vb2po replay --to-beginning --topic payments --through-group vb2po-replay"), parents=[api])
     where = replay.add_mutually_exclusive_group(required=True)
-    where.add_argument("--to-offset", type=int)
+    where.add_argument("--to-offset", type=int, help="this offset in every chosen partition")
     where.add_argument("--to-time", help="ISO time with zone, e.g. 2026-03-15T08:00:00+01:00")
-    where.add_argument("--to-beginning", action="store_true")
+    where.add_argument("--to-beginning", action="store_true", help="the oldest record still kept")
     replay.add_argument("--topic", action="append", choices=("payments", "credit-blocks"), help="repeatable; default both")
     replay.add_argument("--partition", action="append", type=int, help="repeatable; default all")
     replay.add_argument("--through-group", help="replay through this separate group; the regular consumers carry on")
     replay.add_argument("--dry-run", action="store_true", help="show what would be processed again; change nothing")
     replay.add_argument("--allow-skip", action="store_true", help="allow moving forward past unprocessed events")
     replay.add_argument("--limit", type=int, default=50, help="events listed (default 50)")
-    replay.add_argument("--json", action="store_true")
+    json_option(replay)
 
-    reconcile = sub.add_parser("reconcile", parents=[api], help="outstanding per invoice: Visma against PowerOffice")
+    reconcile = command(sub, "reconcile", "outstanding per invoice: Visma against PowerOffice",
+                        ("vb2po reconcile --client hovedkontor",
+                         "vb2po reconcile --format csv --output avstemming.csv"), parents=[api])
     reconcile.add_argument("--client", help="one invoice client (default all)")
-    reconcile.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    reconcile.add_argument("--format", choices=("table", "csv", "json"), default="table", help="output format (default table)")
     reconcile.add_argument("--output", help="write the result to this file (progress still on stderr)")
-    reconcile.add_argument("--timeout", type=float, default=3600)
+    reconcile.add_argument("--timeout", type=float, default=3600, help="seconds to wait for the result (default 3600)")
     reconcile.add_argument("--interval", type=float, default=0.5, help=argparse.SUPPRESS)
 
-    audit = sub.add_parser("audit", parents=[api], help="the audit log: who did what, when, with what outcome")
-    audit.add_argument("--limit", type=int, default=50)
-    audit.add_argument("--actor")
-    audit.add_argument("--json", action="store_true")
+    audit = command(sub, "audit", "the audit log: who did what, when, with what outcome",
+                    ("vb2po audit", "vb2po audit --actor kari --limit 200 --json"), parents=[api])
+    audit.add_argument("--limit", type=int, default=50, help="entries shown, newest (default 50)")
+    audit.add_argument("--actor", help="only what this user did")
+    json_option(audit)
 
     sub.add_parser("sandbox", help="run the local PowerOffice sandbox (see `vb2po sandbox --help`)", add_help=False)
     return parser

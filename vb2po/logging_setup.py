@@ -84,6 +84,38 @@ class ClosingClientNoise(logging.Filter):
                     and isinstance(record.args[0], Cancelled))
 
 
+class KafkaClientNoise(logging.Filter):
+    """kafka-python's own lines: never above WARNING (its ERROR "Connection failed" and
+    "Connection lost" repeat for as long as a broker is away, and what vb2po cannot do about
+    it, vb2po says itself, once per try, at ERROR), and one line of a kind per logger a minute:
+    the next one says how many were left out (`repeats_left_out`)."""
+
+    def __init__(self, every_s: float = 60.0, clock=None) -> None:
+        super().__init__()
+        import time
+
+        self.every_s = every_s
+        self.clock = clock or time.monotonic
+        self._last: dict[tuple[str, Any], tuple[float, int]] = {}
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not (record.name == "kafka" or record.name.startswith("kafka.")):
+            return True
+        if record.levelno > logging.WARNING:
+            record.levelno, record.levelname = logging.WARNING, logging.getLevelName(logging.WARNING)
+        key, now = (record.name, record.msg), self.clock()
+        with self._lock:
+            shown_at, left_out = self._last.get(key, (None, 0))
+            if shown_at is not None and now - shown_at < self.every_s:
+                self._last[key] = (shown_at, left_out + 1)
+                return False
+            self._last[key] = (now, 0)
+        if left_out:
+            record.repeats_left_out = left_out
+        return True
+
+
 def record_fields(record: logging.LogRecord) -> dict[str, Any]:
     """The event context and the `extra=` fields of `record`, event fields first, secrets masked."""
     context = getattr(record, "_vb2po_context", None)
@@ -158,7 +190,7 @@ def configure_logging(log_format: str | None = None, *, default: str = "json", v
     """
     chosen = resolve_format(log_format, default)
     root = logging.getLogger()
-    logging.getLogger("kafka").setLevel(logging.WARNING)
+    logging.getLogger("kafka").setLevel(logging.WARNING)  # and KafkaClientNoise keeps it there
     cluster = logging.getLogger("kafka.cluster")
     if not any(isinstance(f, ClosingClientNoise) for f in cluster.filters):
         cluster.addFilter(ClosingClientNoise())
@@ -171,6 +203,7 @@ def configure_logging(log_format: str | None = None, *, default: str = "json", v
     handler = logging.StreamHandler(stream or sys.stderr)
     handler._vb2po = True  # type: ignore[attr-defined]
     handler.addFilter(ContextFilter())
+    handler.addFilter(KafkaClientNoise())
     handler.setFormatter(JsonFormatter() if chosen == "json" else TextFormatter())
     root.addHandler(handler)
     _route_uvicorn_to_root()

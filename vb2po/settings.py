@@ -7,15 +7,15 @@ at start with a line that names it, not discovered by the data it damages.
 """
 from __future__ import annotations
 
+import contextvars
 import os
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, field_validator, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, YamlConfigSettingsSource
 
 from vb2po.currencies import ALPHA
 from vb2po.visma.identifiers import ColumnNotUsable, free_field, marker_value_problem
@@ -39,6 +39,9 @@ class _Section(BaseModel):
 
 
 class MarkerSettings(_Section):
+    """The processed marker: the CustTr free field the consumer sets once a payment is registered in
+    PowerOffice; checked against every company's live table at start."""
+
     field: str = Field("Gr4", description="the CustTr free field (Gr, Gr2..Gr12, Inf, Inf2..Inf8) that marks a "
                                           "payment as registered in PowerOffice")
     value: int | str = Field(1, description="value written into that field; never its default (0 / empty)")
@@ -103,6 +106,9 @@ class CurrencySettings(_Section):
 
 
 class CompanySettings(_Section):
+    """One Visma company database (F0001, ...). Holds a secret: on Kubernetes the whole list comes
+    from the Secret (VB2PO_COMPANIES, JSON)."""
+
     company_no: CompanyNo
     odbc: SecretStr = Field(description="ODBC connection string of the company database (F0001 ...)")
     dialect: Literal["tsql", "postgresql", "sqlite"] | None = Field(
@@ -113,8 +119,12 @@ class CompanySettings(_Section):
 
 
 class InvoiceClientSettings(_Section):
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$", description="the invoice client's name (fakturaklient)")
-    client_key: SecretStr
+    """A PowerOffice client (the seed's "fakturaklient"). Holds a secret: on Kubernetes the whole list
+    comes from the Secret (VB2PO_INVOICE_CLIENTS, JSON)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$",
+                      description="the name operators use for it (`vb2po fetch-now --client NAME`)")
+    client_key: SecretStr = Field(description="the PowerOffice client key")
     bank_account: int = Field(1920, ge=1000, le=99_999_999, description="bank general-ledger account the payments are debited to")
     company_no: CompanyNo | None = Field(None, description="Visma company; the default company when unset")
 
@@ -126,10 +136,12 @@ OPERATOR_RATE_DEFAULT = 0.3
 
 
 class PowerOfficeSettings(_Section):
-    api_url: str = "https://goapi.poweroffice.net/v2"
-    token_url: str = "https://goapi.poweroffice.net/OAuth/Token"
-    application_key: SecretStr = SecretStr("")
-    subscription_key: SecretStr = SecretStr("")
+    """PowerOffice Go API v2."""
+
+    api_url: str = Field("https://goapi.poweroffice.net/v2", description="API base URL")
+    token_url: str = Field("https://goapi.poweroffice.net/OAuth/Token", description="OAuth token URL")
+    application_key: SecretStr = Field(SecretStr(""), description="the application key")
+    subscription_key: SecretStr = Field(SecretStr(""), description="the subscription key; the rate limit counts per key")
     timeout_s: float = Field(10.0, gt=0, le=300, description="seconds to wait for a PowerOffice answer")
     requests_per_second: float = Field(10.0, ge=0, le=1000, description="PowerOffice's budget per subscription key; 0: no limit")
     operator_requests_per_second: float = Field(
@@ -147,16 +159,20 @@ class PowerOfficeSettings(_Section):
 
 
 class TopicSettings(_Section):
-    payments: str = "vb2po.payments"
-    credit_blocks: str = "vb2po.credit-blocks"
-    dead_letters: str = "vb2po.dead-letters"
-    producer_state: str = "vb2po.producer-state"
-    consumer_state: str = "vb2po.consumer-state"
+    """Topic names and how they are created (by the producer at start, when missing)."""
+
+    payments: str = Field("vb2po.payments", description="payment events")
+    credit_blocks: str = Field("vb2po.credit-blocks", description="credit-block events")
+    dead_letters: str = Field("vb2po.dead-letters", description="what could not be published or applied, with the reason")
+    producer_state: str = Field("vb2po.producer-state", description="compacted: the producer's committed cursors")
+    consumer_state: str = Field("vb2po.consumer-state", description="compacted: projects the consumer denied time tracking on")
     dead_lettered: str = Field("vb2po.dead-lettered", description="compacted: what the consumer dead-lettered and "
                                                                   "not yet redriven (one letter per bad item, not per delivery)")
-    partitions: int = Field(6, ge=1, le=10_000)
-    replication_factor: int = Field(1, ge=1, le=10)
-    retention_ms: int = Field(14 * 24 * 3600 * 1000, ge=3_600_000, le=10 * 365 * 24 * 3600 * 1000)
+    partitions: int = Field(6, ge=1, le=10_000, description="partitions per event topic: the upper bound on useful "
+                                                            "consumer instances")
+    replication_factor: int = Field(1, ge=1, le=10, description="3 on a production cluster")
+    retention_ms: int = Field(14 * 24 * 3600 * 1000, ge=3_600_000, le=10 * 365 * 24 * 3600 * 1000,
+                              description="how long events are kept: the window replay can reach back")
     admin_tokens: str = Field("vb2po.admin-tokens", description="compacted: hashes of the operators' personal tokens, revocations")
     integration_settings: str = Field("vb2po.integration-settings",
                                       description="compacted: the integration settings changed through the admin API")
@@ -166,19 +182,23 @@ class TopicSettings(_Section):
 
 
 class KafkaSettings(_Section):
-    bootstrap_servers: str = "127.0.0.1:9092"
+    """The Kafka cluster."""
+
+    bootstrap_servers: str = Field("127.0.0.1:9092", description="host:port[,host:port...]")
     topics: TopicSettings = TopicSettings()
-    consumer_group: str = "vb2po-consumer"
-    security_protocol: str = "PLAINTEXT"
+    consumer_group: str = Field("vb2po-consumer", description="the group every consumer instance joins")
+    security_protocol: str = Field("PLAINTEXT", description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL")
     sasl_mechanism: str | None = Field(None, description="PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (with SASL_SSL or SASL_PLAINTEXT)")
-    sasl_username: str | None = None
-    sasl_password: SecretStr | None = None
+    sasl_username: str | None = Field(None, description="SASL user")
+    sasl_password: SecretStr | None = Field(None, description="SASL password")
     ssl_cafile: str | None = Field(None, description="CA bundle (PEM) that signed the brokers' certificates")
     ssl_certfile: str | None = Field(None, description="client certificate (PEM) for mutual TLS")
     ssl_keyfile: str | None = Field(None, description="its private key (PEM)")
 
 
 class ProducerSettings(_Section):
+    """How the producer polls each Visma company."""
+
     poll_interval_s: float = Field(0.5, gt=0, le=3600, description="how often each company's payments are polled")
     settle_s: float = Field(1.0, ge=0, le=3600, description="newest changes are held back this long so open transactions can commit")
     page_size: int = Field(2000, gt=0, le=100_000, description="rows per read and per Kafka transaction")
@@ -189,14 +209,16 @@ class ProducerSettings(_Section):
 
 
 class ConsumerSettings(_Section):
+    """How each consumer instance applies events."""
+
     concurrency: int = Field(16, ge=1, le=256, description="customers applied at the same time per instance")
     max_in_flight: int = Field(5000, ge=1, le=1_000_000, description="records taken from Kafka but not yet done, before pausing")
     instances: int = Field(1, ge=1, le=1000, description="consumer instances sharing PowerOffice's rate limit (each takes 1/n)")
     instance_id: str | None = Field(None, max_length=249, description="static group membership (e.g. the StatefulSet pod name): "
                                     "a restarted instance takes its partitions back without a rebalance")
     session_timeout_ms: int = Field(10_000, ge=6000, le=1_800_000, description="a silent instance loses its partitions after this")
-    poll_timeout_ms: int = Field(200, ge=1, le=60_000)
-    max_records: int = Field(500, ge=1, le=100_000)
+    poll_timeout_ms: int = Field(200, ge=1, le=60_000, description="how long one Kafka poll waits for records")
+    max_records: int = Field(500, ge=1, le=100_000, description="records per Kafka poll")
 
 
 PERMISSIONS = ("integration", "fetch.client", "fetch.all")
@@ -206,13 +228,15 @@ Permission = Literal["integration", "fetch.client", "fetch.all"]
 class AdminGroupSettings(_Section):
     """A group of operators and the permissions it grants (the seed's three)."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")
-    permissions: tuple[Permission, ...] = ()
+    name: str = Field(pattern=r"^[A-Za-z0-9._-]{1,64}$", description="the group's name")
+    permissions: tuple[Permission, ...] = Field((), description="integration, fetch.client and/or fetch.all")
 
 
 class AdminUserSettings(_Section):
-    name: str = Field(pattern=r"^[A-Za-z0-9._@-]{1,64}$")
-    groups: tuple[str, ...] = ()
+    """An operator; tokens are personal (`vb2po token create --user NAME`)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9._@-]{1,64}$", description="the user's name")
+    groups: tuple[str, ...] = Field((), description="names of admin.groups the user is in")
 
 
 class AdminSettings(_Section):
@@ -220,13 +244,13 @@ class AdminSettings(_Section):
     company workers are). Tokens and audit entries live in Kafka (`kafka.topics.admin_tokens`,
     `kafka.topics.audit`); users and groups are declared here."""
 
-    enabled: bool = False
+    enabled: bool = Field(False, description="serve the admin API from the producer")
     bind_address: str = Field("127.0.0.1", description="0.0.0.0 in a container, so the admin Service reaches it")
     port: int = Field(9465, ge=0, le=65535, description="0: the OS picks one (tests)")
     url: str = Field("", description="where `vb2po` commands reach the API; default http://127.0.0.1:<port>")
     token_ttl_days: int = Field(90, gt=0, le=3650, description="lifetime of a new personal token")
-    groups: tuple[AdminGroupSettings, ...] = ()
-    users: tuple[AdminUserSettings, ...] = ()
+    groups: tuple[AdminGroupSettings, ...] = Field((), description="groups of operators and the permissions they grant")
+    users: tuple[AdminUserSettings, ...] = Field((), description="the operators and their groups")
 
     @model_validator(mode="after")
     def _groups_known(self) -> "AdminSettings":
@@ -258,22 +282,28 @@ class AdminSettings(_Section):
 
 
 class Settings(BaseSettings):
+    """All settings of a vb2po process: a YAML file plus VB2PO_* environment variables."""
+
     model_config = SettingsConfigDict(env_prefix="VB2PO_", env_nested_delimiter="__", frozen=True, extra="forbid")
 
-    integration_enabled: bool = True
-    visma_timezone: str = "Europe/Oslo"
+    integration_enabled: bool = Field(True, description="the seed's \"activate the Visma Business integration\"; "
+                                      "false: the producer stops reading Visma")
+    visma_timezone: str = Field("Europe/Oslo", description="Visma stores local times without a zone; this makes them "
+                                "explicit (IANA name)")
     lookback_date: date = Field(ge=date(2000, 1, 1), le=date(2100, 12, 31),
                                 description="payments with an earlier voucher date are not transferred")
-    credit_block_sync: bool = True
+    credit_block_sync: bool = Field(True, description="customers with a credit block in Visma get time registration "
+                                    "blocked in PowerOffice")
     marker: MarkerSettings = MarkerSettings()
     payment_rule: PaymentRuleSettings = PaymentRuleSettings()
     unmatched_payments: Literal["dead_letter", "on_account"] = Field(
         "dead_letter", description="a payment whose invoice is not in PowerOffice (or that names none): dead_letter, or "
                                    "on_account: posted to the customer's sub-ledger without an invoice (reconcile lists it)")
     currency: CurrencySettings = CurrencySettings()
-    default_company_no: CompanyNo = 1
-    companies: tuple[CompanySettings, ...]
-    invoice_clients: tuple[InvoiceClientSettings, ...]
+    default_company_no: CompanyNo = Field(1, description="the Visma company of invoice clients that name none")
+    companies: tuple[CompanySettings, ...] = Field(description="one entry per Visma company database")
+    invoice_clients: tuple[InvoiceClientSettings, ...] = Field(description="the PowerOffice clients, each mapped to "
+                                                               "one Visma company")
     poweroffice: PowerOfficeSettings = PowerOfficeSettings()
     kafka: KafkaSettings = KafkaSettings()
     producer: ProducerSettings = ProducerSettings()
@@ -326,30 +356,37 @@ class Settings(BaseSettings):
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):
-        return (init_settings, env_settings, _YamlFile(settings_cls))
+        # Environment variables win over the file (the chart's Secret over its ConfigMap).
+        return (init_settings, env_settings, _SettingsFile(settings_cls, yaml_file=_config_file()))
 
 
-class _YamlFile(PydanticBaseSettingsSource):
-    """The settings file named by VB2PO_CONFIG (or passed to `load`)."""
+class _SettingsFile(YamlConfigSettingsSource):
+    """pydantic-settings' YAML source, refusing a file that is not a mapping of settings."""
 
-    path: Path | None = None
-
-    def get_field_value(self, field, field_name):  # pragma: no cover - whole-file source
-        return None, field_name, False
-
-    def __call__(self) -> dict[str, Any]:
-        path = self.path or (Path(os.environ[CONFIG_ENV]) if os.environ.get(CONFIG_ENV) else None)
-        if path is None:
-            return {}
-        data = yaml.safe_load(path.read_text()) or {}
+    def _read_file(self, file_path: Path) -> dict:
+        data = super()._read_file(file_path)
         if not isinstance(data, dict):
-            raise ValueError(f"{path}: expected a mapping of settings at the top level")
+            raise ValueError(f"{file_path}: expected a mapping of settings at the top level")
         return data
 
 
+# The file of the `load` call in progress (per thread); else $VB2PO_CONFIG; else no file.
+_loading: contextvars.ContextVar[Path | None] = contextvars.ContextVar("vb2po_settings_file", default=None)
+
+
+def _config_file() -> Path | None:
+    path = _loading.get() or (Path(os.environ[CONFIG_ENV]) if os.environ.get(CONFIG_ENV) else None)
+    if path is None:
+        return None
+    if not path.is_file():  # pydantic-settings skips a missing file; a named one must exist
+        raise FileNotFoundError(f"settings file {path} not found")
+    return path
+
+
 def load(path: str | Path | None = None) -> Settings:
-    _YamlFile.path = Path(path) if path else None
+    """The settings from `path` (else $VB2PO_CONFIG) with the VB2PO_* environment on top."""
+    token = _loading.set(Path(path) if path else None)
     try:
         return Settings()
     finally:
-        _YamlFile.path = None
+        _loading.reset(token)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 import subprocess
 
+import pytest
+
 from devstack.dataset import DatasetSpec
 from tests.processes import sigkill, start_vb2po, terminate
 from tests.services import running, wait_for
@@ -20,6 +22,7 @@ def assert_exactly_once(world) -> None:
     assert world.wrong_balances() == []
 
 
+@pytest.mark.slow
 def test_sigkill_of_the_consumer_20_times_while_2000_payments_flow(make_world):
     world = make_world(SPEC_2000, consumer={"instance_id": "consumer-under-test", "concurrency": 8})
     assert world.expected_payments == 2000
@@ -46,6 +49,7 @@ def test_sigkill_of_the_consumer_20_times_while_2000_payments_flow(make_world):
     assert_exactly_once(world)
 
 
+@pytest.mark.slow
 def test_faults_broker_restart_and_lost_database_connections_change_nothing(make_world, kafka_cluster, postgres_server):
     world = make_world(DatasetSpec(size=900, seed=12), database="postgres", consumer={"concurrency": 8})
     world.sandbox.control.set_faults(error_share=0.2, error_status=503, timeout_share=0.05, hold_seconds=3,

@@ -134,6 +134,7 @@ def produce_acks_all(bootstrap: str, topic: str, values: list[bytes]) -> None:
         producer.close()
 
 
+@pytest.mark.slow
 def test_a_replicated_topic_keeps_taking_acks_all_writes_when_a_node_dies_and_it_rejoins(
     kafka_three_node_cluster: KafkaCluster,
 ) -> None:

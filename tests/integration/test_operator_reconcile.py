@@ -88,6 +88,7 @@ def found(rows) -> dict[str, tuple[str, Decimal]]:
     return {r["invoice_no"]: (r["kind"], Decimal(r["difference"])) for r in rows}
 
 
+@pytest.mark.slow
 def test_reconcile_finds_the_missing_payments_before_the_sync_and_only_lookback_exclusions_after(
         kafka_bootstrap, reconcile_sandbox, seeded_company, capsys):
     before, after, _ = expected_before_and_after()

@@ -8,6 +8,8 @@ import signal
 import time
 import subprocess
 
+import pytest
+
 from devstack.stack import write_settings
 from devstack.visma_seed import insert_custtr
 from schemas.codec import decode
@@ -30,6 +32,7 @@ def stack_dump_when_slow(proc, started: float, after_s: float = 20) -> bool:
     return False
 
 
+@pytest.mark.slow
 def test_sigkill_mid_batch_loses_nothing_and_doubles_nothing(make_settings, sqlite_company_db, tmp_path):
     rows = [payment_row(1 + i // 100, 1 + i % 100, ch_dt=20260301 + (i // 4000), ch_tmms=36_000_000 + (i % 50) * 60_000)
             for i in range(BACKLOG)]

@@ -337,6 +337,7 @@ def json_lines(log_file: Path) -> list[dict]:
     return lines
 
 
+@pytest.mark.slow
 def test_every_dashboard_query_and_alert_expression_returns_data_from_a_real_run(make_world, prometheus, tmp_path):
     started = time.monotonic()
     producer_port, consumer_port = free_port(), free_port()

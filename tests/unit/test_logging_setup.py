@@ -260,3 +260,19 @@ def test_a_metadata_refresh_cancelled_by_a_closing_client_is_not_logged_as_an_er
     noise = ClosingClientNoise()
     assert noise.filter(record(Cancelled())) is False
     assert noise.filter(record(KafkaConnectionError("broker down"))) is True
+
+
+def test_kafka_pythons_own_errors_are_warnings_and_a_repeated_line_shows_once_a_minute(capture):
+    from vb2po.logging_setup import KafkaClientNoise
+
+    now = [0.0]
+    noise = KafkaClientNoise(every_s=60, clock=lambda: now[0])
+    records = []
+    for t in (0, 1, 2, 30, 61):
+        now[0] = t
+        record = logging.LogRecord("kafka.net.manager", logging.ERROR, __file__, 1, "Connection failed: %s", ("x",), None)
+        if noise.filter(record):
+            records.append(record)
+    assert [(r.levelname, getattr(r, "repeats_left_out", 0)) for r in records] == [("WARNING", 0), ("WARNING", 3)]
+    ours = logging.LogRecord("vb2po.startup", logging.ERROR, __file__, 1, "kafka: no bootstrap server answers", (), None)
+    assert noise.filter(ours) and ours.levelname == "ERROR"  # only kafka-python's lines are touched

@@ -71,17 +71,23 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 
 {{/*
-The Deployment of one component; call with (dict "root" $ "component" "producer" "values" .Values.producer
-"replicas" 1 "strategy" "Recreate").
+The Deployment (or StatefulSet) of one component; call with (dict "root" $ "component" "producer"
+"values" .Values.producer "replicas" 1 "strategy" "Recreate" "kind" "Deployment").
+A StatefulSet gives each consumer a stable name, which becomes its static group membership
+(consumer.instance_id): a restarted pod takes its partitions back without a rebalance.
 */}}
 {{- define "vb2po.deployment" -}}
 {{- $root := .root }}
 {{- $values := $root.Values }}
 {{- $component := .component }}
 {{- $c := .values }}
+{{- $kind := .kind | default "Deployment" }}
+{{- if not (has $kind (list "Deployment" "StatefulSet")) }}
+{{- fail (printf "%s.kind must be Deployment or StatefulSet, not %q" $component $kind) }}
+{{- end }}
 {{- $admin := and $values.adminApi.enabled (eq $values.adminApi.component $component) }}
 apiVersion: apps/v1
-kind: Deployment
+kind: {{ $kind }}
 metadata:
   name: {{ include "vb2po.fullname" $root }}-{{ $component }}
   namespace: {{ $root.Release.Namespace }}
@@ -91,8 +97,16 @@ metadata:
 spec:
   replicas: {{ .replicas }}
   revisionHistoryLimit: 5
+  {{- if eq $kind "StatefulSet" }}
+  serviceName: {{ include "vb2po.fullname" $root }}-{{ $component }}-pods
+  # all pods start and stop together, as a Deployment's do: their names matter, not their order
+  podManagementPolicy: Parallel
+  updateStrategy:
+    type: RollingUpdate
+  {{- else }}
   strategy:
     type: {{ .strategy }}
+  {{- end }}
   selector:
     matchLabels:
       {{- include "vb2po.componentSelectorLabels" (dict "root" $root "component" $component) | nindent 6 }}
@@ -136,6 +150,13 @@ spec:
             # each replica takes 1/replicas of PowerOffice's rate limit
             - name: VB2PO_CONSUMER__INSTANCES
               value: {{ $values.consumer.replicas | quote }}
+            {{- end }}
+            {{- if eq $kind "StatefulSet" }}
+            # static group membership: the pod name (<fullname>-consumer-0, -1, ...) stays across restarts
+            - name: VB2PO_CONSUMER__INSTANCE_ID
+              valueFrom:
+                fieldRef:
+                  fieldPath: metadata.name
             {{- end }}
             {{- if $admin }}
             - name: VB2PO_ADMIN__ENABLED
@@ -201,6 +222,9 @@ spec:
               readOnly: true
             - name: tmp
               mountPath: /tmp
+            {{- with $values.extraVolumeMounts }}
+            {{- toYaml . | nindent 12 }}
+            {{- end }}
       volumes:
         - name: settings
           configMap:
@@ -208,6 +232,9 @@ spec:
         - name: tmp
           emptyDir:
             sizeLimit: {{ $values.tmpSizeLimit }}
+        {{- with $values.extraVolumes }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
       {{- with $c.nodeSelector }}
       nodeSelector:
         {{- toYaml . | nindent 8 }}
