@@ -14,6 +14,7 @@ from collections import defaultdict
 from datetime import datetime, timezone
 from typing import Callable, Iterable
 
+from consumer import applied_log
 from consumer.markers import MarkerStore
 from consumer.routing import Route, route_for
 from schemas.events import PaymentEvent
@@ -94,6 +95,7 @@ class PaymentApplier:
         result = api.post_payment(posting_for(event, route, api))
         if markers.mark(p.jno, p.entno):
             metrics.MARKERS_WRITTEN.labels(str(p.company_no)).inc()
+        applied_log.record_applied(event, route.client.name)  # the console's "registered today" (issue 15)
         if result.applied:
             metrics.EVENTS_APPLIED.labels("payment").inc()
             metrics.APPLY_LATENCY.observe(max(0.0, (self.now() - event.occurred_at).total_seconds()))

@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from typing import Callable, Iterator, TypeVar
 
 from admin.api.server import serve_admin
+from consumer import applied_log
 from consumer.service import ConsumerService
 from producer.service import ProducerService
 from vb2po.settings import Settings
@@ -45,9 +46,12 @@ def running(settings: Settings, *, producer: bool = True, consumer: bool = True)
         threads.append(threading.Thread(target=guarded(services["producer"].run), daemon=True))
         if settings.admin.enabled:  # composed as `vb2po producer` does
             services["admin"] = serve_admin(settings, services["producer"], services["producer"].live)
+    applied = None
     if consumer:
         services["consumer"] = ConsumerService(settings)
         threads.append(threading.Thread(target=guarded(services["consumer"].run), daemon=True))
+        applied = applied_log.KafkaAppliedLog(settings.kafka)  # as `vb2po consumer` does
+        previous_applied = applied_log.install(applied)
     for t in threads:
         t.start()
     try:
@@ -60,5 +64,8 @@ def running(settings: Settings, *, producer: bool = True, consumer: bool = True)
         for name, s in services.items():
             if name != "admin":
                 s.close()
+        if applied is not None:
+            applied_log.install(previous_applied)
+            applied.close()
     if errors:
         raise errors[0]

@@ -76,6 +76,7 @@ def cmd_producer(args: argparse.Namespace) -> int:
 
 
 def cmd_consumer(args: argparse.Namespace) -> int:
+    from consumer import applied_log
     from consumer.service import ConsumerService
     from vb2po.ops import serve_ops
     from vb2po.readiness import consumer_checks
@@ -87,13 +88,19 @@ def cmd_consumer(args: argparse.Namespace) -> int:
         serve_ops(settings.metrics_bind_address, settings.metrics_port, consumer_checks(settings))
     service = ConsumerService(settings)
     _stop_on_signals(service.stop)
-    if args.until_caught_up:
-        return _consume_until_caught_up(settings, service)
+    applied = applied_log.KafkaAppliedLog(settings.kafka)  # the console's "registered today"
+    applied_log.install(applied)
     try:
-        service.run()
+        if args.until_caught_up:
+            return _consume_until_caught_up(settings, service)
+        try:
+            service.run()
+        finally:
+            service.close()
+        return 0
     finally:
-        service.close()
-    return 0
+        applied_log.install(None)
+        applied.close()
 
 
 def _consume_until_caught_up(settings: settings_module.Settings, service) -> int:

@@ -23,6 +23,8 @@ APPLY_LATENCY = Histogram(
     buckets=(0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600, 86400),
 )
 TRANSIENT_RETRIES = Counter("vb2po_consumer_retries_total", "Transient failures retried", ["reason"])
+APPLIED_LOG_FAILURES = Counter("vb2po_consumer_applied_log_failures_total",
+                               "Applied payments whose record could not be written to the applied topic")
 
 
 # Operator surface (admin API, reconcile)
