@@ -41,6 +41,7 @@ from starlette.responses import JSONResponse, Response
 from vb2po import metrics
 from admin.api.access import FETCH_ALL, FETCH_CLIENT, INTEGRATION, Denied, Principal, authenticate
 from admin.api.throttle import FailedAuthLimiter
+from admin.console.sessions import SessionStore
 from admin.api.audit import AuditEntry, AuditLog, read_audit
 from admin.api.token_store import TokenStore
 from admin.api.tokens import TokenRefused, issue, token_id_of, valid_token_id
@@ -63,6 +64,7 @@ from vb2po.settings import Settings
 
 log = logging.getLogger(__name__)
 
+UNAUDITED_PREFIXES = ("/console/static/",)  # the console's stylesheet and script
 OUTCOMES = {401: "unauthenticated", 403: "denied", 404: "not_found", 409: "conflict", 400: "invalid", 422: "invalid",
             429: "throttled"}
 
@@ -81,6 +83,7 @@ class AdminContext:
     reconciles: JobRegistry[ReconcileJob] = field(default_factory=lambda: JobRegistry("reconcile"))
     auth_limiter: FailedAuthLimiter = field(default_factory=FailedAuthLimiter)
     applied: AppliedView = field(default_factory=MemoryApplied)  # payments registered, for the overview
+    sessions: SessionStore = field(default_factory=SessionStore)  # the console's sign-ins
 
     def audit_finished_bursts(self, *, everything: bool = False) -> None:
         """One audit record per burst of failed authentications that is over."""
@@ -175,7 +178,8 @@ def create_admin_app(ctx: AdminContext) -> FastAPI:
             target=redactor.data(a["target"]), status=response.status_code, detail=redactor.text(str(a["detail"]))[:500],
             method=request.method, path=request.url.path, remote=client_address(request),
         )
-        if not a["skip"]:  # failed authentications are audited per burst, by the limiter
+        if not a["skip"] and not request.url.path.startswith(UNAUDITED_PREFIXES):
+            # (failed authentications are audited per burst, by the limiter)
             await run_in_threadpool(ctx.audit.write, entry)
         await run_in_threadpool(ctx.audit_finished_bursts)
         metrics.ADMIN_REQUESTS.labels(entry.action, outcome).inc()
@@ -250,8 +254,6 @@ def create_admin_app(ctx: AdminContext) -> FastAPI:
         user = record.user if exc.kind in ("expired", "revoked", "unknown_user") and record is not None else None
         request.state.audit.update(detail=exc.kind, actor=user, skip=True)
         ctx.auth_limiter.failed(client_address(request), exc.kind, user=user, path=request.url.path)
-
-    app.state.throttle, app.state.refused = throttle, refused  # the console signs in through the same gate
 
     def require(who: Principal, request: Request, permission: str) -> None:
         denied(request, lambda: who.require(permission))
@@ -421,6 +423,9 @@ def create_admin_app(ctx: AdminContext) -> FastAPI:
         denied(request, lambda: require_any(who))
         return gather_overview(ctx, who)
 
+    from admin.console.routes import install_console  # the console: same process, permissions and audit
+
+    install_console(app, ctx, throttle=throttle, refused=refused)
     return app
 
 
