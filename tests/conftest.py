@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fixtures.visma",
     "tests.fixtures.stack",
     "tests.fixtures.world",
+    "tests.fixtures.browser",
 ]
