@@ -187,7 +187,7 @@ def test_each_group_sees_exactly_its_own_pages_and_the_server_refuses_the_others
         assert "fetch.all" in console.find("main").text
 
 
-def test_a_user_granted_one_client_sees_only_it_and_cannot_fetch_for_another(stack, console):
+def test_a_user_granted_one_client_sees_only_it_and_cannot_fetch_for_another(stack, console, capsys):
     console.sign_in(stack["tokens"]["olga"])
     assert [c.get_attribute("data-client") for c in console.all("section.card")] == ["client-1"]
     console.open("/console/fetch")
@@ -197,6 +197,9 @@ def test_a_user_granted_one_client_sees_only_it_and_cannot_fetch_for_another(sta
     # the same rule on the API and the command (they share it)
     refused = Api(stack["url"], stack["tokens"]["olga"]).post("/v1/fetch", {"client": "client-2"})
     assert refused.status_code == 403
+    code, _, err = run_cli(capsys, "fetch-now", "--client", "client-2", "--admin-url", stack["url"],
+                           "--token", stack["tokens"]["olga"])
+    assert code == 1 and "not allowed" in err and "client-1" in err
 
 
 # -- fetching --------------------------------------------------------------------------------------
