@@ -60,5 +60,5 @@ def serve_admin(settings: Settings, service: "ProducerService", live: LiveSettin
                            applied=KafkaApplied(settings.kafka, settings.zone))
     server = BackgroundServer(create_admin_app(context), settings.admin.bind_address, settings.admin.port,
                               name="admin").start()
-    log.info("admin API and console on %s (console: %s/console/)", server.url, server.url)
+    log.info("admin API on %s; the console at %s/console/", server.url, server.url)
     return AdminServer(context, server)

@@ -22,6 +22,7 @@ from typing import Any, Callable
 from urllib.parse import parse_qs, quote, urlencode
 
 from fastapi import FastAPI, HTTPException, Request
+from kafka.errors import KafkaError
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -51,6 +52,7 @@ SIGN_IN_COOKIE = "vb2po_sign_in"  # the sign-in form's CSRF secret (double submi
 LANGUAGE_COOKIE = "vb2po_lang"
 OVERVIEW_CACHE_S = 3.0  # one overview read serves every open console within this time
 AUDIT_SHOWN = 200
+TOKEN_STORE_DOWN = (TimeoutError, OSError, RuntimeError, KafkaError)  # as the API: answered 503
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
                                "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
@@ -129,7 +131,10 @@ def install_console(app: FastAPI, ctx, *, throttle: Callable[[Request], None],
         session = ctx.sessions.get(session_id, now)
         if session is None:
             return sign_in_needed(request, view, partial, ended=bool(session_id))
-        record = ctx.tokens.get(session.token_id)
+        try:
+            record = ctx.tokens.get(session.token_id)
+        except TOKEN_STORE_DOWN as exc:
+            return Response(status_code=503) if partial else store_down(view, exc)
         try:
             if record is None:
                 raise TokenRefused("invalid", "the token of this session is gone")
@@ -149,6 +154,11 @@ def install_console(app: FastAPI, ctx, *, throttle: Callable[[Request], None],
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         query = {"next": target, **({"ended": "1"} if ended else {}), **({"lang": view.language} if view.remember_language else {})}
         return RedirectResponse(f"{PREFIX}/sign-in?{urlencode(query)}", status_code=303)
+
+    def store_down(view: View, exc: Exception) -> HTMLResponse:
+        view.request.state.audit["detail"] = f"the token store cannot be read right now ({type(exc).__name__})"
+        return render(view, "error.html", status=503, headline=view.t("error"), hint=view.t("try_again"),
+                      message=view.request.state.audit["detail"])
 
     def audit(request: Request, action: str, target: Any = None, *, skip: bool = False) -> None:
         request.state.audit.update(action=action, target=target, skip=skip)
@@ -296,7 +306,10 @@ def install_console(app: FastAPI, ctx, *, throttle: Callable[[Request], None],
         token = first(form, "token").strip()
         token_id = token_id_of(token)
         request.state.audit["token_id"] = token_id
-        record = ctx.tokens.get(token_id) if token_id else None
+        try:
+            record = ctx.tokens.get(token_id) if token_id else None
+        except TOKEN_STORE_DOWN as exc:
+            return store_down(view, exc)
         now = ctx.clock()
         try:
             who = authenticate(ctx.settings.admin, token, record, now)

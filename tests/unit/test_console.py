@@ -159,3 +159,14 @@ def test_failed_sign_ins_are_limited_per_address_and_audited_as_one_burst(consol
     context.audit_finished_bursts(everything=True)
     [burst] = [e for e in audit.entries if e.action == "auth.failed"]
     assert burst.target["attempts"] == 5 and burst.target["paths"] == {"/console/sign-in": 5}
+
+
+def test_a_token_store_that_cannot_be_read_is_a_503_page_not_a_crash(console):
+    url, tokens, context, _ = console
+    browser, _ = sign_in(url, tokens["otto"])
+
+    def down(token_id):
+        raise TimeoutError("kafka")
+    context.tokens.get = down
+    answer = browser.get(url + "/console/fetch", allow_redirects=False)
+    assert answer.status_code == 503 and "Prøv igjen om litt" in answer.text
