@@ -24,6 +24,7 @@ from collections import defaultdict
 from datetime import datetime, timezone
 from typing import Callable, Iterable
 
+from consumer.applied_log import AppliedLog, AppliedPayment
 from consumer.invoices import InvoiceDirectory
 from consumer.routing import Route, route_for
 from consumer.visma import Key, VismaPayments, VismaRow, require_marked
@@ -101,6 +102,7 @@ class PaymentApplier:
         *,
         unmatched: str = DEAD_LETTER,
         invoices: dict[int, InvoiceDirectory] | None = None,
+        applied: AppliedLog | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
         zone=timezone.utc,
     ):
@@ -108,6 +110,7 @@ class PaymentApplier:
         self.apis = apis
         self.visma = visma
         self.unmatched = unmatched
+        self.applied = applied  # where each registered payment is recorded (the console's counts), if anywhere
         self.invoices = invoices if invoices is not None else {n: InvoiceDirectory(api) for n, api in apis.items()}
         self.now = now
         self.zone = zone
@@ -237,6 +240,8 @@ class PaymentApplier:
         require_marked(self.visma[p.company_no], keys, changed)
         if changed:
             metrics.MARKERS_WRITTEN.labels(str(p.company_no)).inc(changed)
+        if self.applied is not None:
+            self.applied.record(AppliedPayment.of(event, route.client.name, self.now(), reversal=reversal))
         if result.applied:
             metrics.EVENTS_APPLIED.labels("payment").inc()
             metrics.APPLY_LATENCY.observe(max(0.0, (self.now() - event.occurred_at).total_seconds()))

@@ -17,6 +17,7 @@ from kafka.errors import CommitFailedError, KafkaError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from consumer import crash_guard
+from consumer.applied_log import KafkaAppliedLog
 from consumer.credit_blocks import CreditBlockApplier, IgnoredCreditBlocks
 from consumer.dead_letters import KafkaDeadLetterMemory, KafkaDeadLetterSink
 from consumer.denied_projects import KafkaDeniedProjectsStore
@@ -105,6 +106,7 @@ class ConsumerService:
         self._reload = threading.Event()  # the operators changed the settings: re-join with them
         self._dlq_producer = plain_producer(settings.kafka, "vb2po-consumer-dead-letters")
         self._memory = KafkaDeadLetterMemory(settings.kafka)
+        self._applied = KafkaAppliedLog(settings.kafka)  # the console's "registered today"
         self.live: LiveSettings | None = None
         self._consumer = None
         self._marks: dict[TopicPartition, crash_guard.Mark] = {}  # what the last commit said about each first record
@@ -119,7 +121,7 @@ class ConsumerService:
         routes = routes_by_company(settings)
         self.apis = build_apis(settings, routes)
         self.payments = PaymentApplier(routes, self.apis, build_visma(settings, routes),
-                                       unmatched=settings.unmatched_payments, zone=settings.zone)
+                                       unmatched=settings.unmatched_payments, applied=self._applied, zone=settings.zone)
         self.denied = KafkaDeniedProjectsStore(settings.kafka) if settings.credit_block_sync else None
         credit_blocks = CreditBlockApplier(routes, self.apis, self.denied) if self.denied else IgnoredCreditBlocks()
         self.handler = RecordHandler(
@@ -405,4 +407,5 @@ class ConsumerService:
             self.live.close()
         self._dlq_producer.close(timeout=10)
         self._memory.close()
+        self._applied.close()
         self._release()

@@ -2,12 +2,14 @@
 # Installs what `make demo` and `make test` need, only where it is missing; safe to run twice.
 #   Debian: unixODBC, the SQLite3 and PostgreSQL ODBC drivers, PostgreSQL, Prometheus (promtool),
 #           mmdebstrap and umoci (`make image`: the OCI image, without a container engine)
+#           Chromium and its WebDriver (the console's browser tests) with a font to render pages
 #   Python: a virtual environment in .venv with vb2po and its test extras
 #   Kafka:  the official Apache Kafka jars, fetched once with Maven into ~/.cache/vb2po
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBIAN_PACKAGES=(unixodbc odbcinst libsqliteodbc odbc-postgresql postgresql prometheus mmdebstrap umoci)
+DEBIAN_PACKAGES=(unixodbc odbcinst libsqliteodbc odbc-postgresql postgresql prometheus mmdebstrap umoci
+                 chromium chromium-driver fonts-dejavu-core)
 missing=()
 for pkg in "${DEBIAN_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

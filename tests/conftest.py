@@ -16,6 +16,7 @@ pytest_plugins = [
     "tests.fixtures.visma",
     "tests.fixtures.stack",
     "tests.fixtures.world",
+    "tests.fixtures.browser",
 ]
 
 INTEGRATION = Path(__file__).parent / "integration"

@@ -28,6 +28,8 @@ DEAD_LETTERED_OPEN = Gauge("vb2po_consumer_dead_lettered_payments_open", "Paymen
                            "reports the same total: take max)")
 CRASH_GUARD = Counter("vb2po_consumer_crash_guard_total", "Records the consumer ran alone (isolate) or dead-lettered "
                       "unapplied (give_up) because sessions before died while processing them", ["verdict"])
+APPLIED_LOG_FAILURES = Counter("vb2po_consumer_applied_log_failures_total",
+                               "Applied payments whose record could not be written to the applied topic")
 
 
 # Operator surface (admin API, reconcile)

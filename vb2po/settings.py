@@ -179,6 +179,9 @@ class TopicSettings(_Section):
     audit: str = Field("vb2po.audit", description="who did what when through the admin API, and with what outcome")
     audit_retention_ms: int = Field(400 * 24 * 3600 * 1000, ge=3_600_000, le=10 * 365 * 24 * 3600 * 1000,
                                     description="how long audit entries are kept")
+    applied: str = Field("vb2po.applied", description="append-only: one record per payment applied (the console's counts)")
+    applied_retention_ms: int = Field(35 * 24 * 3600 * 1000, ge=3_600_000, le=10 * 365 * 24 * 3600 * 1000,
+                                      description="how long applied-payment records are kept")
 
 
 class KafkaSettings(_Section):
@@ -237,6 +240,8 @@ class AdminUserSettings(_Section):
 
     name: str = Field(pattern=r"^[A-Za-z0-9._@-]{1,64}$", description="the user's name")
     groups: tuple[str, ...] = Field((), description="names of admin.groups the user is in")
+    clients: tuple[str, ...] = Field((), description="the invoice clients this user fetches for and sees (fetch.client); "
+                                     "empty: all")
 
 
 class AdminSettings(_Section):
@@ -265,6 +270,10 @@ class AdminSettings(_Section):
             if unknown:
                 raise ValueError(f"admin user {user.name!r} is in unknown group(s) {unknown}; "
                                  f"declare them under admin.groups (known: {names})")
+            everywhere = sorted(self.permissions_of(user.name) & {"integration", "fetch.all"})
+            if user.clients and everywhere:
+                raise ValueError(f"admin user {user.name!r} is limited to the invoice clients {list(user.clients)}, but "
+                                 f"holds {everywhere}, which act on every client; remove the limit or those groups")
         return self
 
     def user(self, name: str) -> AdminUserSettings | None:
@@ -275,6 +284,11 @@ class AdminSettings(_Section):
         if found is None:
             return frozenset()
         return frozenset(p for g in self.groups if g.name in found.groups for p in g.permissions)
+
+    def clients_of(self, user: str) -> frozenset[str] | None:
+        """The invoice clients a user is limited to; None: every client."""
+        found = self.user(user)
+        return frozenset(found.clients) if found is not None and found.clients else None
 
     @property
     def api_url(self) -> str:
@@ -330,6 +344,12 @@ class Settings(BaseSettings):
                     f"invoice client {client.name!r} maps to Visma company {self.company_of(client)}, "
                     f"which has no entry under companies: (known: {sorted(known)})"
                 )
+        names = [c.name for c in self.invoice_clients]
+        for user in self.admin.users:
+            unknown = sorted(set(user.clients) - set(names))
+            if unknown:
+                raise ValueError(f"admin user {user.name!r} is granted unknown invoice client(s) {unknown}; "
+                                 f"known: {names}")
         return self
 
     @property

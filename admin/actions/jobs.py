@@ -37,3 +37,8 @@ class JobRegistry(Generic[J]):
         if job is None:
             raise NotFound(f"no {self.kind} {job_id!r} (only the last {self.keep} are kept, and none across a restart)")
         return job
+
+    def recent(self) -> list[J]:
+        """The jobs kept, newest first."""
+        with self._lock:
+            return list(reversed(self._jobs.values()))

@@ -22,6 +22,8 @@ apart: open items with a vb2po reference and no invoice number.
 """
 from __future__ import annotations
 
+import csv
+import io
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -254,3 +256,21 @@ def start_reconcile(settings: Settings, client: str | None, requested_by: str) -
     job = ReconcileJob(new_id("reconcile"), names, requested_by)
     threading.Thread(target=job.run, args=(settings,), name=job.reconcile_id, daemon=True).start()
     return job
+
+
+# -- the report as CSV (the `reconcile --format csv` command and the console's download) ------------
+RECONCILE_COLUMNS = ("client", "invoice_no", "customer_no", "kind", "visma_outstanding", "poweroffice_balance",
+                     "difference", "currency", "unmarked_in_visma", "paid_before_lookback", "open")
+
+
+def reconcile_rows(job: dict) -> list[dict]:
+    return [d for result in job.get("results", []) for d in result["differences"]]
+
+
+def reconcile_csv(job: dict) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=RECONCILE_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in reconcile_rows(job):
+        writer.writerow({k: row.get(k) for k in RECONCILE_COLUMNS})
+    return out.getvalue()

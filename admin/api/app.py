@@ -16,11 +16,17 @@ the one exception is `POST /v1/tokens`, whose answer carries the new token, once
 | `POST /v1/reconcile`, `GET /v1/reconcile/{id}` | integration |
 | `GET /v1/tokens`, `POST /v1/tokens`, `GET /v1/audit` | integration |
 | `DELETE /v1/tokens/{id}` | integration, or the token's own user |
+| `GET /v1/overview` | any of the three (the invoice clients the user may see) |
+
+The permission a route needs is checked before anything is looked up, so a refusal never
+tells whether an id exists. Failed authentications are limited per client address and
+audited once per burst (`admin.api.throttle`); every other request is audited one by one.
 """
 from __future__ import annotations
 
 import json
 import logging
+import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
@@ -34,11 +40,14 @@ from starlette.responses import JSONResponse, Response
 
 from vb2po import metrics
 from admin.api.access import FETCH_ALL, FETCH_CLIENT, INTEGRATION, Denied, Principal, authenticate
+from admin.api.throttle import FailedAuthLimiter
+from admin.console.sessions import SessionStore
 from admin.api.audit import AuditEntry, AuditLog, read_audit
 from admin.api.token_store import TokenStore
 from admin.api.tokens import TokenRefused, issue, token_id_of, valid_token_id
 from vb2po.errors import TerminalError, TransientError
 from admin.actions import dead_letters as letters
+from admin.actions.applied import AppliedView, MemoryApplied
 from admin.actions.config_check import failed, run_checks
 from vb2po.live_settings import LiveSettings
 from admin.actions.errors import Conflict, Invalid, NotFound, OperatorError
@@ -55,7 +64,9 @@ from vb2po.settings import Settings
 
 log = logging.getLogger(__name__)
 
-OUTCOMES = {401: "unauthenticated", 403: "denied", 404: "not_found", 409: "conflict", 400: "invalid", 422: "invalid"}
+UNAUDITED_PREFIXES = ("/console/static/",)  # the console's stylesheet and script
+OUTCOMES = {401: "unauthenticated", 403: "denied", 404: "not_found", 409: "conflict", 400: "invalid", 422: "invalid",
+            429: "throttled"}
 
 
 @dataclass
@@ -70,6 +81,14 @@ class AdminContext:
     verify_change: Verify = verify_against_systems  # a change is checked against Visma and PowerOffice first
     fetches: JobRegistry[FetchJob] = field(default_factory=lambda: JobRegistry("fetch"))
     reconciles: JobRegistry[ReconcileJob] = field(default_factory=lambda: JobRegistry("reconcile"))
+    auth_limiter: FailedAuthLimiter = field(default_factory=FailedAuthLimiter)
+    applied: AppliedView = field(default_factory=MemoryApplied)  # payments registered, for the overview
+    sessions: SessionStore = field(default_factory=SessionStore)  # the console's sign-ins
+
+    def audit_finished_bursts(self, *, everything: bool = False) -> None:
+        """One audit record per burst of failed authentications that is over."""
+        for burst in self.auth_limiter.finished_bursts(everything=everything):
+            self.audit.write(burst.entry())
 
     @property
     def settings(self) -> Settings:
@@ -142,7 +161,8 @@ def create_admin_app(ctx: AdminContext) -> FastAPI:
     # -- audit: one entry per request, whatever happened -------------------------------------
     @app.middleware("http")
     async def audited(request: Request, call_next) -> Response:
-        request.state.audit = {"action": None, "target": None, "actor": None, "token_id": None, "detail": ""}
+        request.state.audit = {"action": None, "target": None, "actor": None, "token_id": None, "detail": "",
+                               "skip": False}
         try:
             response = await call_next(request)
         except Exception:  # noqa: BLE001 - answered as 500, and audited
@@ -156,9 +176,12 @@ def create_admin_app(ctx: AdminContext) -> FastAPI:
         entry = AuditEntry(
             action=a["action"] or fallback, outcome=outcome, actor=a["actor"], token_id=a["token_id"],
             target=redactor.data(a["target"]), status=response.status_code, detail=redactor.text(str(a["detail"]))[:500],
-            method=request.method, path=request.url.path, remote=request.client.host if request.client else None,
+            method=request.method, path=request.url.path, remote=client_address(request),
         )
-        await run_in_threadpool(ctx.audit.write, entry)
+        if not a["skip"] and not request.url.path.startswith(UNAUDITED_PREFIXES):
+            # (failed authentications are audited per burst, by the limiter)
+            await run_in_threadpool(ctx.audit.write, entry)
+        await run_in_threadpool(ctx.audit_finished_bursts)
         metrics.ADMIN_REQUESTS.labels(entry.action, outcome).inc()
         return response
 
@@ -194,6 +217,7 @@ def create_admin_app(ctx: AdminContext) -> FastAPI:
 
     # -- who is asking -----------------------------------------------------------------------
     def principal(request: Request) -> Principal:
+        throttle(request)
         header = request.headers.get("authorization")
         if header is None:
             token = None
@@ -207,9 +231,7 @@ def create_admin_app(ctx: AdminContext) -> FastAPI:
             record = ctx.tokens.get(token_id) if token_id else None
             who = authenticate(ctx.settings.admin, token, record, ctx.clock())
         except TokenRefused as exc:
-            request.state.audit["detail"] = exc.kind
-            if exc.kind in ("expired", "revoked", "unknown_user") and record is not None:  # the hash matched
-                request.state.audit["actor"] = record.user
+            refused(request, exc, record)
             raise HTTPException(401, {"error": str(exc), "kind": exc.kind},
                                 headers={"WWW-Authenticate": 'Bearer realm="vb2po"'}) from None
         except (TimeoutError, OSError, RuntimeError, KafkaError) as exc:
@@ -217,12 +239,31 @@ def create_admin_app(ctx: AdminContext) -> FastAPI:
         request.state.audit["actor"] = who.user
         return who
 
+    def throttle(request: Request) -> None:
+        """429 before any token is looked at, while this address has failed too often."""
+        wait = ctx.auth_limiter.retry_after(client_address(request), request.url.path)
+        if wait is not None:
+            request.state.audit["skip"] = True  # counted into the address's burst
+            seconds = math.ceil(wait)
+            raise HTTPException(429, {"error": f"too many failed sign-ins or bad tokens from your address; "
+                                               f"try again in {seconds} s", "retry_after_s": seconds},
+                                headers={"Retry-After": str(seconds)})
+
+    def refused(request: Request, exc: TokenRefused, record) -> None:
+        """A failed authentication: counted per address, audited with its burst."""
+        user = record.user if exc.kind in ("expired", "revoked", "unknown_user") and record is not None else None
+        request.state.audit.update(detail=exc.kind, actor=user, skip=True)
+        ctx.auth_limiter.failed(client_address(request), exc.kind, user=user, path=request.url.path)
+
     def require(who: Principal, request: Request, permission: str) -> None:
+        denied(request, lambda: who.require(permission))
+
+    def denied(request: Request, check: Callable[[], None]) -> None:
         try:
-            who.require(permission)
+            check()
         except Denied as exc:
-            request.state.audit["detail"] = f"lacks {permission}"
-            raise HTTPException(403, {"error": str(exc), "permission": permission}) from None
+            request.state.audit["detail"] = f"lacks {exc.permission}"
+            raise HTTPException(403, {"error": str(exc), "permission": exc.permission}) from None
 
     def action(request: Request, name: str, target: Any = None) -> None:
         request.state.audit["action"] = name
@@ -273,7 +314,7 @@ def create_admin_app(ctx: AdminContext) -> FastAPI:
             raise Invalid("name one invoice client, or ask for all", 'e.g. {"client": "hovedkontor"} or {"all": true}')
         permission = FETCH_ALL if body.all else FETCH_CLIENT
         action(request, permission, body.client or "all")
-        require(who, request, permission)
+        denied(request, lambda: who.require_fetch(body.client))  # on the name alone: before the client is looked up
         job = start_fetch(ctx.settings, ctx.producer, body.client, who.user)
         ctx.fetches.add(job.fetch_id, job)
         request.state.audit["detail"] = f"{job.published} published, {job.as_dict()['bad_rows']} bad rows"
@@ -282,10 +323,7 @@ def create_admin_app(ctx: AdminContext) -> FastAPI:
     @app.get("/v1/fetch/{fetch_id}")
     def fetch_progress(fetch_id: str, request: Request, who: Principal = Depends(principal)) -> dict:
         action(request, "fetch.progress", fetch_id)
-        job = ctx.fetches.get(fetch_id)
-        require(who, request, FETCH_ALL if job.scope == "all" else FETCH_CLIENT)
-        job.refresh(ctx.settings)
-        return job.as_dict()
+        return followed_fetch(ctx, who, request, fetch_id).as_dict()
 
     @app.get("/v1/status", dependencies=[Depends(named("status"))])
     def status(who: Principal = Depends(integration)) -> dict:
@@ -363,10 +401,14 @@ def create_admin_app(ctx: AdminContext) -> FastAPI:
     def revoke_token(token_id: str, request: Request, who: Principal = Depends(principal)) -> dict:
         action(request, "token.revoke", token_id)
         record = ctx.tokens.get(token_id) if valid_token_id(token_id) else None
+        if INTEGRATION not in who.permissions and (record is None or record.user != who.user):
+            # the same answer whether the id exists or not: only the user's own tokens are theirs to look at
+            request.state.audit["detail"] = f"lacks {INTEGRATION}"
+            raise HTTPException(403, {"error": f"user {who.user!r} may revoke only their own tokens; revoking another "
+                                               f"user's token needs the permission {INTEGRATION!r}",
+                                      "permission": INTEGRATION})
         if record is None:
             raise NotFound(f"no token {token_id!r}", "`vb2po token list` shows the token ids")
-        if record.user != who.user:
-            require(who, request, INTEGRATION)
         revoked = record.revoke(who.user, ctx.clock())
         ctx.tokens.put(revoked)
         return revoked.public(ctx.clock())
@@ -376,4 +418,44 @@ def create_admin_app(ctx: AdminContext) -> FastAPI:
         entries = [e for e in read_audit(ctx.settings.kafka) if actor is None or e.actor == actor]
         return [vars(e) for e in entries[-max(1, min(limit, 10_000)):]]
 
+    @app.get("/v1/overview", dependencies=[Depends(named("overview"))])
+    def overview(request: Request, who: Principal = Depends(principal)) -> dict:
+        denied(request, lambda: require_any(who))
+        return gather_overview(ctx, who)
+
+    from admin.console.routes import install_console  # the console: same process, permissions and audit
+
+    install_console(app, ctx, throttle=throttle, refused=refused)
     return app
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def require_any(who: Principal) -> None:
+    """At least one of the three permissions (the overview, the console's pages)."""
+    if not who.any_permission:
+        raise Denied(f"user {who.user!r} holds none of the permissions integration, fetch.client, fetch.all; "
+                     "a group granting one is declared under admin.groups", "any")
+
+
+def followed_fetch(ctx: AdminContext, who: Principal, request: Request, fetch_id: str) -> FetchJob:
+    """A fetch's progress, refreshed. A user without a fetch permission is refused before the
+    look-up; a fetch the user may not follow answers like one that does not exist."""
+    if not who.permissions & {FETCH_CLIENT, FETCH_ALL}:
+        request.state.audit["detail"] = f"lacks {FETCH_CLIENT} or {FETCH_ALL}"
+        raise HTTPException(403, {"error": f"user {who.user!r} lacks the permission {FETCH_CLIENT!r} or {FETCH_ALL!r}",
+                                  "permission": FETCH_CLIENT})
+    job = ctx.fetches.get(fetch_id)
+    if not who.may_follow_fetch(job.scope):
+        raise NotFound(f"no fetch {fetch_id!r} (only the last {ctx.fetches.keep} are kept, and none across a restart)")
+    job.refresh(ctx.settings)
+    return job
+
+
+def gather_overview(ctx: AdminContext, who: Principal) -> dict:
+    from admin.actions.overview import overview
+
+    return overview(ctx.settings, ctx.producer, ctx.applied, ctx.reconciles.recent(), now=ctx.clock(),
+                    clients=[c.name for c in ctx.settings.invoice_clients if who.sees_client(c.name)])

@@ -115,6 +115,11 @@ def check(token: str | None, record: TokenRecord | None, now: datetime) -> Token
         raise TokenRefused("invalid", "invalid token: not a vb2po personal token")
     if record is None or not hmac.compare_digest(record.sha256, hash_token(token)):
         raise TokenRefused("invalid", "invalid token: unknown or wrong")
+    return still_good(record, now)
+
+
+def still_good(record: TokenRecord, now: datetime) -> TokenRecord:
+    """The record, unless it was revoked or has expired (`TokenRefused`)."""
     if record.revoked_at is not None:
         raise TokenRefused("revoked", f"token {record.token_id} was revoked at {record.revoked_at.isoformat()}; "
                                       "ask for a new one")

@@ -270,16 +270,25 @@ def _local_actor() -> str:
         return "local"
 
 
-def _show_token(created: dict) -> None:
+def sign_in_link(admin_url: str, token: str) -> str:
+    """The console's sign-in link: the token rides in the URL fragment, which a browser never sends
+    to a server (nor in a Referer); the sign-in page takes it out of the address bar and history
+    at once and posts it like a typed token."""
+    return f"{admin_url.rstrip('/')}/console/sign-in#token={token}"
+
+
+def _show_token(created: dict, admin_url: str) -> None:
     out(created["token"])
     say(f"token {created['token_id']} for {created['user']}, valid until {created['expires_at']}; "
         "shown once: keep it in a password manager, use it as VB2PO_TOKEN")
+    say(f"console sign-in link (as secret as the token; for the person it is for only): "
+        f"{sign_in_link(admin_url, created['token'])}")
 
 
 def token_api(args: argparse.Namespace, client: AdminClient) -> int:
     if args.token_command == "create":
         _show_token(client.post("/v1/tokens", {"user": args.user, "ttl_days": args.ttl_days,
-                                               "description": args.description}))
+                                               "description": args.description}), client.url)
     elif args.token_command == "list":
         _print_tokens(client.get("/v1/tokens"))
     else:
@@ -315,7 +324,7 @@ def token_local(args: argparse.Namespace, settings) -> int:
             store.put(issued.record)
             audit_log.write(AuditEntry("token.create", "ok", actor, issued.record.token_id, target=args.user,
                                        detail=f"local; {days} days"))
-            _show_token({"token": issued.token, **issued.record.public(now)})
+            _show_token({"token": issued.token, **issued.record.public(now)}, admin_url(args, lambda: settings))
         elif args.token_command == "list":
             audit_log.write(AuditEntry("token.list", "ok", actor, detail="local"))
             _print_tokens([r.public(now) for r in store.all()])

@@ -1,14 +1,11 @@
 """Turning admin API answers into what a person reads: aligned tables, CSV, JSON. Pure."""
 from __future__ import annotations
 
-import csv
-import io
 import json
 from datetime import datetime, timezone
 from typing import Any, Iterable, Sequence
 
-RECONCILE_COLUMNS = ("client", "invoice_no", "customer_no", "kind", "visma_outstanding", "poweroffice_balance",
-                     "difference", "currency", "unmarked_in_visma", "paid_before_lookback", "open")
+from admin.actions.reconcile import reconcile_csv, reconcile_rows  # noqa: F401 - the commands' CSV is the console's
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
@@ -35,19 +32,6 @@ def ago(iso: str | None, now: datetime | None = None) -> str:
 
 
 # -- reconcile ------------------------------------------------------------------------------
-def reconcile_rows(job: dict) -> list[dict]:
-    return [d for result in job.get("results", []) for d in result["differences"]]
-
-
-def reconcile_csv(job: dict) -> str:
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=RECONCILE_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for row in reconcile_rows(job):
-        writer.writerow({k: row.get(k) for k in RECONCILE_COLUMNS})
-    return out.getvalue()
-
-
 def reconcile_summary(job: dict) -> list[str]:
     lines = []
     for r in job.get("results", []):

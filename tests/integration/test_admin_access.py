@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 from datetime import datetime, timedelta, timezone
 
 import pytest
+import requests
 from prometheus_client import generate_latest
+from requests.adapters import HTTPAdapter
 
 from devstack.visma_seed import create_tables, sqlite_connection_string
 from tests.fixtures.sandbox import SANDBOX_CLIENT_KEY
 from tests.operator_stack import ODBC_PASSWORD, USER_OF, Api, make_settings, operator_settings, run_cli, settings_file, token_for
 from tests.services import running, wait_for
 from admin.api.audit import read_audit
+from admin.api.throttle import FailedAuthLimiter
 from vb2po.visma.db import VismaDatabase
 
 pytestmark = pytest.mark.integration
@@ -34,9 +38,23 @@ def stack(kafka_bootstrap, sandbox_server, tmp_path_factory):
     data = operator_settings(kafka_bootstrap, sandbox_server, {1: conn}, {1: SANDBOX_CLIENT_KEY})
     settings = make_settings(data)
     with running(settings, consumer=False) as services:
+        # The bad-token tests here share one address: no limit in their way, bursts audited within a second.
+        services["admin"].context.auth_limiter = FailedAuthLimiter(capacity=10_000, quiet_s=0.5)
         tokens = {user: token_for(settings, user) for user in ("ida", "otto", "frida", "alma", "nils")}
         yield {"settings": settings, "url": services["admin"].url, "tokens": tokens,
-               "path": settings_file(tmp, data), "data": data}
+               "path": settings_file(tmp, data), "data": data, "context": services["admin"].context}
+
+
+class SourceAddress(HTTPAdapter):
+    """Requests sent from another loopback address, so a client address of its own."""
+
+    def __init__(self, address: str):
+        self.address = address
+        super().__init__()
+
+    def init_poolmanager(self, *args, **kwargs):
+        kwargs["source_address"] = (self.address, 0)
+        super().init_poolmanager(*args, **kwargs)
 
 
 def as_user(stack, user: str | None) -> Api:
@@ -75,10 +93,46 @@ def test_each_action_is_allowed_with_its_permission_and_denied_without_it(stack,
     assert as_user(stack, "alma").call(method, path, json=body).status_code == allowed_status  # all three groups
 
 
-def test_fetch_progress_needs_the_permission_the_fetch_needed(stack):
+def test_fetch_progress_needs_the_permission_the_fetch_needed_and_tells_no_one_else_it_exists(stack):
     fetch = as_user(stack, "otto").post("/v1/fetch", {"client": "client-1"}).json()
     assert as_user(stack, "otto").get(f"/v1/fetch/{fetch['fetch_id']}").status_code == 200
-    assert as_user(stack, "frida").get(f"/v1/fetch/{fetch['fetch_id']}").status_code == 403
+    assert as_user(stack, "frida").get(f"/v1/fetch/{fetch['fetch_id']}").status_code == 404  # fetch.all, not this one
+    for user in ("ida", "nils"):  # no fetch permission: refused before the look-up, existing id or not
+        assert as_user(stack, user).get(f"/v1/fetch/{fetch['fetch_id']}").status_code == 403
+        assert as_user(stack, user).get("/v1/fetch/fetch-0000000000").status_code == 403
+
+
+def test_revoking_someone_elses_token_is_refused_alike_whether_the_id_exists_or_not(stack):
+    otto = as_user(stack, "otto")
+    existing = otto.call("DELETE", f"/v1/tokens/{stack['tokens']['ida'].split('_')[1]}")
+    missing = otto.call("DELETE", "/v1/tokens/0123456789ab")
+    assert existing.status_code == missing.status_code == 403 and existing.json() == missing.json()
+    assert as_user(stack, "ida").get("/v1/me").status_code == 200
+
+
+def test_600_bad_tokens_from_one_address_are_cut_short_and_audited_as_one_burst(stack, monkeypatch):
+    """Issue 15: 600 bad tokens went through in 3.6 s and wrote 601 audit records."""
+    limiter = FailedAuthLimiter(quiet_s=2)  # the production limit; a short quiet period to end the burst
+    monkeypatch.setattr(stack["context"], "auth_limiter", limiter)
+    attacker = "127.0.0.7"  # loopback too: one address of its own
+    session = requests.Session()
+    session.mount("http://", SourceAddress(attacker))
+    started = datetime.now(timezone.utc).isoformat()
+    statuses = Counter()
+    for i in range(600):
+        bad = f"vb2po_{i:012x}_" + "A" * 43
+        statuses[session.get(stack["url"] + "/v1/me", headers={"Authorization": f"Bearer {bad}"},
+                             timeout=10).status_code] += 1
+    assert statuses == {401: limiter.capacity, 429: 600 - limiter.capacity}
+    assert as_user(stack, "ida").get("/v1/me").status_code == 200  # another address is not held up
+
+    def from_attacker():
+        return [e for e in read_audit(stack["settings"].kafka) if e.at >= started and e.remote == attacker]
+
+    [entry] = wait_for(lambda: from_attacker() or None, timeout=30, what="the burst's audit record")
+    assert (entry.action, entry.outcome) == ("auth.failed", "unauthenticated")
+    assert entry.target["attempts"] == 600 and entry.target["throttled"] == 600 - limiter.capacity
+    assert wait_for(lambda: len(from_attacker()) == 1, timeout=5, what="no second record")
 
 
 def test_a_request_without_a_token_is_refused(stack):
@@ -156,7 +210,9 @@ def test_every_request_is_audited_with_who_what_when_and_outcome(stack, caplog):
     started = datetime.now(timezone.utc).isoformat()
     as_user(stack, "otto").post("/v1/fetch", {"client": "client-1"})
     as_user(stack, "nils").post("/v1/fetch", {"all": True})
-    as_user(stack, None).get("/v1/status")
+    anonymous = requests.Session()
+    anonymous.mount("http://", SourceAddress("127.0.0.3"))  # its burst of failed authentications is its own
+    anonymous.get(stack["url"] + "/v1/status", timeout=10)
     as_user(stack, "ida").get("/v1/dead-letters/9-999")
 
     def mine():
@@ -166,9 +222,11 @@ def test_every_request_is_audited_with_who_what_when_and_outcome(stack, caplog):
     summary = [(e.actor, e.action, e.target, e.outcome) for e in entries]
     assert ("otto", "fetch.client", "client-1", "ok") in summary
     assert ("nils", "fetch.all", "all", "denied") in summary
-    assert (None, "status", None, "unauthenticated") in summary
     assert ("ida", "dead_letters.show", "9-999", "not_found") in summary
-    assert all(e.at and e.path and e.status for e in entries)
+    assert all(e.at and e.status for e in entries) and all(e.path for e in entries if e.action != "auth.failed")
+    # the request without a token: in the audit record of its burst of failed authentications
+    assert any((e.action, e.outcome, e.remote) == ("auth.failed", "unauthenticated", "127.0.0.3")
+               and e.target["paths"] == {"/v1/status": 1} and e.target["kinds"] == {"missing": 1} for e in entries)
     logged = {(r.audit_actor, r.audit_action, r.audit_outcome) for r in caplog.records if r.name == "vb2po.audit"}
     assert logged >= {("otto", "fetch.client", "ok"), ("nils", "fetch.all", "denied")}
 

@@ -37,6 +37,9 @@ def wanted_topics(kafka: KafkaSettings) -> list[NewTopic]:
                  topic_configs={"cleanup.policy": "compact"}),
         NewTopic(t.audit, num_partitions=1, replication_factor=t.replication_factor,
                  topic_configs={"retention.ms": str(t.audit_retention_ms)}),
+        # Append-only: one record per payment applied, read for the console's "registered today/this week".
+        NewTopic(t.applied, num_partitions=1, replication_factor=t.replication_factor,
+                 topic_configs={"retention.ms": str(t.applied_retention_ms)}),
     ]
 
 
