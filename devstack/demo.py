@@ -46,9 +46,8 @@ def demo_settings(kafka: KafkaCluster, sandbox: SandboxServer, conn_str: str) ->
         bootstrap_servers=kafka.bootstrap_servers, api_url=sandbox.api_url, token_url=sandbox.token_url,
         application_key=sandbox.application_key, subscription_key=sandbox.subscription_key,
         clients=[LocalClient("demo", CLIENT_KEY, 1, conn_str)], lookback=LOOKBACK, namespace="demo",
-        settle_s=1.0, poll_interval_s=0.5,
     )
-    example.update({k: local[k] for k in ("companies", "invoice_clients", "poweroffice", "kafka", "producer", "lookback_date")})
+    example.update({k: local[k] for k in ("companies", "invoice_clients", "poweroffice", "kafka", "lookback_date")})
     example["metrics_port"] = 0
     return example
 

@@ -197,7 +197,7 @@ def _sync(stack: ExitStack, rootfs: Rootfs, work: Path) -> None:
         bootstrap_servers=bootstrap, api_url=sandbox.api_url, token_url=sandbox.token_url,
         application_key=sandbox.application_key, subscription_key=sandbox.subscription_key,
         clients=[LocalClient("smoke", CLIENT_KEY, 1, sqlite_connection_string(Path(DATA) / "F0001.db"))],
-        lookback=LOOKBACK, namespace=f"smoke-{uuid.uuid4().hex[:8]}", partitions=3, settle_s=0.2, poll_interval_s=0.2)
+        lookback=LOOKBACK, namespace=f"smoke-{uuid.uuid4().hex[:8]}", partitions=3, poll_interval_s=0.2, idle_poll_interval_s=0.2)
     write_settings(data / "settings.yaml", settings).chmod(0o644)
     config = ["vb2po", "--config", f"{DATA}/settings.yaml"]
     say(f"stack: Kafka {bootstrap}, sandbox {sandbox.base_url}, Visma company 1 ({rows} CustTr rows, "

@@ -34,8 +34,8 @@ def settings_dict(
     lookback: date,
     namespace: str = "vb2po",
     partitions: int = 6,
-    settle_s: float = 1.0,
-    poll_interval_s: float = 0.5,
+    poll_interval_s: float | None = None,
+    idle_poll_interval_s: float | None = None,
     metrics_port: int = 0,
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
@@ -62,7 +62,9 @@ def settings_dict(
             "consumer_group": f"{namespace}-consumer",
             "topics": {**namespaced_topics(namespace), "partitions": partitions, "replication_factor": 1},
         },
-        "producer": {"poll_interval_s": poll_interval_s, "settle_s": settle_s, "page_size": 2000},
+        # the producer's defaults unless told (tests poll every 0.2 s, busy or idle)
+        "producer": {"page_size": 2000, **({"poll_interval_s": poll_interval_s} if poll_interval_s else {}),
+                     **({"idle_poll_interval_s": idle_poll_interval_s} if idle_poll_interval_s else {})},
         "metrics_port": metrics_port,
     }
     for key, value in (extra or {}).items():

@@ -11,7 +11,7 @@ from devstack.dataset import VOUCHER_TYPE_PAYMENT, CustTrRow, DatasetSpec, custt
 from producer.rows import RowReader
 from vb2po.visma.payments import CurrencyBook, PaymentRow, PaymentRule
 from vb2po.visma.db import VismaDatabase
-from vb2po.visma.tables import ACTOR, CUSTTR
+from vb2po.visma.tables import ACTOR, CUSTTR, Table
 
 SQLITE_DRIVER = "SQLite3"
 POSTGRES_DRIVER = "PostgreSQL Unicode"
@@ -40,31 +40,38 @@ def sqlite_connection_string(path: Path) -> str:
     return f"Driver={SQLITE_DRIVER};Database={path};Timeout=10000;JournalMode=WAL"
 
 
-def create_tables(db: VismaDatabase, *, with_poll_index: bool = True) -> None:
-    for table in (CUSTTR, ACTOR):
+def create_tables(db: VismaDatabase, *, with_poll_index: bool = True, minute_precision: bool = False) -> None:
+    """CustTr and Actor; `minute_precision`: a CustTr without `ChTmms`, changes stamped to the
+    minute by `ChTm` alone (as some Visma tables are)."""
+    custtr = Table(CUSTTR.name, tuple(c for c in CUSTTR.columns if c.name != "ChTmms"), CUSTTR.key) \
+        if minute_precision else CUSTTR
+    for table in (custtr, ACTOR):
         db.execute(db.dialect.create_table(table))
     if with_poll_index:
-        db.execute(db.dialect.create_index("vb2po_CustTr_change", "CustTr", ["ChDt", "ChTmms", "JNo", "EntNo"]))
+        time_column = "ChTm" if minute_precision else "ChTmms"
+        db.execute(db.dialect.create_index("vb2po_CustTr_change", "CustTr", ["ChDt", time_column, "JNo", "EntNo"]))
 
 
-def custtr_insert_sql(db: VismaDatabase) -> str:
+def custtr_insert_sql(db: VismaDatabase, *, minute_precision: bool = False) -> str:
     d = db.dialect
-    cols = ", ".join(d.quote(c) for c in CUSTTR_INSERT_COLUMNS)
-    marks = ", ".join("?" for _ in CUSTTR_INSERT_COLUMNS)
+    names = CUSTTR_INSERT_COLUMNS[:-1] if minute_precision else CUSTTR_INSERT_COLUMNS
+    cols = ", ".join(d.quote(c) for c in names)
+    marks = ", ".join("?" for _ in names)
     return f"INSERT INTO {d.table('CustTr')} ({cols}) VALUES ({marks})"
 
 
-def custtr_values(row: CustTrRow) -> tuple:
-    return (
+def custtr_values(row: CustTrRow, *, minute_precision: bool = False) -> tuple:
+    values = (
         row.jno, row.entno, row.cust_no, row.vo_no, row.vo_dt, row.vo_tp, row.txt, row.am,
         row.invo_no, 0, row.am, row.due_dt, row.cre_dt, row.cre_tm, row.ch_dt, row.ch_tm, row.ch_tmms,
     )
+    return values[:-1] if minute_precision else values
 
 
-def insert_custtr(db: VismaDatabase, rows: Iterable[CustTrRow], *, batch: int = 2000) -> int:
-    sql = custtr_insert_sql(db)
+def insert_custtr(db: VismaDatabase, rows: Iterable[CustTrRow], *, batch: int = 2000, minute_precision: bool = False) -> int:
+    sql = custtr_insert_sql(db, minute_precision=minute_precision)
     count = 0
-    for chunk in chunks((custtr_values(r) for r in rows), batch):
+    for chunk in chunks((custtr_values(r, minute_precision=minute_precision) for r in rows), batch):
         db.executemany(sql, chunk)
         count += len(chunk)
     return count

@@ -1,9 +1,16 @@
 """Change polling of one company's payments, and the safety-net sweep.
 
-`poll_once` reads pages after the cursor up to the settle bound and publishes each page with
-the moved cursor in one transaction. `sweep_once` re-finds every still-unmarked payment at or
-behind the cursor (a transaction that committed late with an old change time, a restored
-backup, a marker wiped by hand) and publishes it again under the same event id.
+`poll_once` reads what changed after the cursor, at once (nothing is held back), together with
+the unmarked payments changed in the `overlap_s` behind it, and publishes each page's new rows,
+plus any row of that window whose key was not published yet (a transaction that committed after
+the cursor passed its change time), with the moved cursor in one transaction. A late commit is
+so published by the first poll after it commits, whatever the precision of `ChTm`, as long as its
+transaction was open for less than `overlap_s` (less a minute on a `ChTm`-only table).
+
+`sweep_once` looks at every unmarked payment (a transaction open for longer than that, a
+restored backup, a marker wiped by hand, one the consumer dead-lettered) and publishes it again
+under the same event id, unless it was published less than `sweep_grace_s` ago: in a steady
+state, when the consumer marks what it is given within seconds, it publishes nothing.
 """
 from __future__ import annotations
 
@@ -13,11 +20,12 @@ from datetime import datetime, timedelta, timezone
 from typing import Callable
 from zoneinfo import ZoneInfo
 
-from producer.cursor import advance, is_after, visma_clock
+from producer.cursor import advance, is_after, poll_start, stamp_of, upper_bound, window_stamp
 from producer.publisher import Outgoing, Publisher
 from producer.reading import UnreadableRow, read_page
+from producer.recent import RecentlyPublished, horizon, mark_cursor
 from producer.rows import BadRow, PaymentRow, RowReader, row_position
-from producer.state import CompanyState, StateCell
+from producer.state import CompanyState, StateCell, encode_published, published_key
 from schemas.codec import encode
 from schemas.events import customer_key, payment_event_id
 from vb2po import metrics
@@ -28,6 +36,7 @@ from vb2po.visma.company import CompanySource
 from vb2po.visma.queries import Position, pending_payments_page, unmarked_payments_page
 
 log = logging.getLogger(__name__)
+RESCAN, SWEEP = "rescan", "sweep"
 
 
 @dataclass(frozen=True)
@@ -39,12 +48,25 @@ class PollOutcome:
     # (JNo, EntNo) of each payment published; filled only on request (fetch now waits on them),
     # so a long catch-up poll does not hold a key per event in memory.
     published_keys: tuple[tuple[int, int], ...] = ()
+    behind: int = 0  # of `published`: rows from behind the cursor (late commits, the sweep's)
 
     def __add__(self, other: "PollOutcome") -> "PollOutcome":
         return PollOutcome(
             self.rows_read + other.rows_read, self.published + other.published, self.bad_rows + other.bad_rows,
             other.newest_change or self.newest_change, self.published_keys + other.published_keys,
+            self.behind + other.behind,
         )
+
+
+def _key(row: PaymentRow | UnreadableRow) -> tuple[int, int] | None:
+    try:
+        return int(row.jno), int(row.entno)
+    except (TypeError, ValueError):
+        return None
+
+
+def _position(row: PaymentRow | UnreadableRow) -> Position | None:
+    return row.position() if isinstance(row, UnreadableRow) else row_position(row)
 
 
 class PaymentPoller:
@@ -57,8 +79,9 @@ class PaymentPoller:
         state: CompanyState | StateCell,
         *,
         page_size: int = 2000,
-        settle_s: float = 2.0,
-        sweep_grace_s: float = 60.0,
+        overlap_s: float = 120.0,
+        sweep_grace_s: float = 120.0,
+        recent: RecentlyPublished | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
     ):
         self.source = source
@@ -67,8 +90,11 @@ class PaymentPoller:
         self.zone = zone
         self.cell = state if isinstance(state, StateCell) else StateCell(state)
         self.page_size = page_size
-        self.settle_s = settle_s
-        self.sweep_grace_s = max(sweep_grace_s, settle_s)
+        self.overlap_s = overlap_s
+        self.sweep_grace_s = sweep_grace_s
+        # Carried over by the caller when the company is opened again (new settings); else from the
+        # batches the state topic held at start.
+        self.recent = recent if recent is not None else RecentlyPublished(self.state.published.values())
         self.clock = clock
         self.reader = RowReader(source.company.company_no, source.rule, source.currencies,
                                 source.selection.time_column, zone)
@@ -86,93 +112,130 @@ class PaymentPoller:
         self.cell.state = state
 
     def poll_once(self, *, collect_keys: bool = False) -> PollOutcome:
-        """Publish everything pending up to the settle bound, page by page."""
+        """Publish what changed after the cursor, and what committed late behind it, page by page."""
         sel = self.source.selection
-        upper = visma_clock(self.clock().astimezone(self.zone), self.settle_s, sel.time_column)
+        now = self.clock().astimezone(self.zone)
+        upper = upper_bound(now, self.overlap_s, sel.time_column)
+        after = poll_start(self.state.payments_cursor, now, self.overlap_s, sel.time_column)
         counts = PollOutcome()
         keys: list[tuple[int, int]] = []
         while True:
-            cursor = self.state.payments_cursor
+            start = after
             rows = read_page(self.source.db, sel, lambda keys_only: pending_payments_page(
-                self.source.db.dialect, sel, cursor, upper, self.page_size, keys_only=keys_only), self.company_no)
+                self.source.db.dialect, sel, start, upper, self.page_size, keys_only=keys_only), self.company_no)
             if not rows:
                 if counts.rows_read == 0:
-                    self._skip_idle_stretch(upper)
+                    self._skip_idle_stretch(now)
                 break
-            page = self._publish(rows, move_cursor=True)
+            wanted = self._not_yet_published(rows)
+            page = self._publish(wanted, move_cursor=True) if wanted else PollOutcome()
             if collect_keys:
                 keys.extend(page.published_keys)
-            counts += replace(page, published_keys=())
-            if len(rows) < self.page_size or self.state.payments_cursor == cursor:
-                break  # (a full page that did not move the cursor would be read again and again)
+            counts += replace(page, rows_read=len(rows), published_keys=())
+            last = next((p for p in map(_position, reversed(rows)) if p is not None), None)
+            if len(rows) < self.page_size or last is None or (start is not None and not is_after(last, start)):
+                break  # (a full page that does not move on would be read again and again)
+            after = last
         return replace(counts, published_keys=tuple(keys))
 
-    def _skip_idle_stretch(self, upper: tuple[int, int]) -> None:
-        """Nothing is pending up to `upper`: move the cursor up to the start of the day before, so
-        an idle poll seeks from a recent position instead of walking everything since the last
-        payment (or, on a first start where every row is marked, the whole table). Keeping a day
-        behind leaves late commits of that day to the normal poll; older ones are the sweep's."""
-        floor = yyyymmdd(visma_date(upper[0]) - timedelta(days=1))
+    def _not_yet_published(self, rows: list[PaymentRow | UnreadableRow]) -> list[PaymentRow | UnreadableRow]:
+        """Rows after the cursor, and rows behind it (the re-scan window) whose key was not
+        published lately nor dead-lettered: late commits."""
+        cursor = self.state.payments_cursor
+        out = []
+        for row in rows:
+            position = _position(row)
+            if cursor is None or (position is not None and is_after(position, cursor)):
+                out.append(row)
+                continue
+            key = _key(row)
+            if (key is None or key not in self.recent) and row.key not in self.state.dead_lettered:
+                out.append(row)
+        return out
+
+    def _skip_idle_stretch(self, now: datetime) -> None:
+        """Nothing is pending: move the cursor up to the start of the day before, so an idle poll
+        seeks from a recent position instead of walking everything since the last payment (or, on a
+        first start where every row is marked, the whole table). Keeping a day behind leaves late
+        commits of that day to the normal poll; older ones are the sweep's."""
+        floor = yyyymmdd(now.date() - timedelta(days=1))
         cursor = self.state.payments_cursor
         if cursor is not None and cursor.ch_dt >= floor:
             return
-        new_state = replace(self.state, payments_cursor=Position(floor, 0, 0, 0))
+        moved = Position(floor, 0, 0, 0)
+        new_state = replace(self.state, payments_cursor=moved,
+                            cursor_marks=mark_cursor(self.state.cursor_marks, now.timestamp(), moved, self.sweep_grace_s))
         self.publisher.publish([Outgoing(self.topics.producer_state, new_state.key(), new_state.encode())])
         self.state = new_state
 
     def sweep_once(self) -> PollOutcome:
-        """Publish again every unmarked payment the cursor has passed and that is older than the
-        grace period (younger ones may simply still be on their way through Kafka)."""
+        """Publish every unmarked payment that was published longer than the grace period ago, or
+        never (and that the poll will not publish anyway), then record that the sweep ran."""
         sel = self.source.selection
-        cutoff = self.clock() - timedelta(seconds=self.sweep_grace_s)
+        started = self.clock()
+        now = started.timestamp()
+        upper = upper_bound(started.astimezone(self.zone), self.overlap_s, sel.time_column)
+        published_before = horizon(self.state.cursor_marks, now, self.sweep_grace_s)
         total = PollOutcome()
         after_key = None
         while True:
             last = after_key
             rows = read_page(self.source.db, sel, lambda keys_only: unmarked_payments_page(
                 self.source.db.dialect, sel, last, self.page_size, keys_only=keys_only), self.company_no)
-            if not rows:
-                return total
-            after_key = (int(rows[-1].jno), int(rows[-1].entno))
-            behind = [r for r in rows if self._sweepable(r, cutoff)]
-            if behind:
-                total += self._publish(behind, move_cursor=False)
+            if rows:
+                after_key = (int(rows[-1].jno), int(rows[-1].entno))
+                wanted = [r for r in rows if self._sweepable(r, upper, published_before, now)]
+                if wanted:
+                    total += self._publish(wanted, move_cursor=False)
             if len(rows) < self.page_size:
-                return total
+                break
+        new_state = replace(self.state, last_sweep_at=now)
+        self.publisher.publish([Outgoing(self.topics.producer_state, new_state.key(), new_state.encode())])
+        self.state = new_state
+        return total
 
-    def _sweepable(self, row: PaymentRow | UnreadableRow, cutoff: datetime) -> bool:
-        """Behind the cursor and older than the grace period; a row whose position or change time
-        cannot be read is swept (it is dead-lettered, once)."""
+    def _sweepable(self, row: PaymentRow | UnreadableRow, upper: tuple[int, int], published_before: Position | None,
+                   now: float) -> bool:
+        """Not the poll's to publish, and published longer than the grace period ago, or never; a row
+        whose key or position cannot be read is swept (it is dead-lettered, once)."""
+        position, key = _position(row), _key(row)
+        if isinstance(row, UnreadableRow) or position is None or key is None:
+            return True
         cursor = self.state.payments_cursor
-        if cursor is None:
-            return False
-        position = row.position() if isinstance(row, UnreadableRow) else row_position(row)
-        if position is not None and is_after(position, cursor):
-            return False
-        if isinstance(row, UnreadableRow):
+        beyond = stamp_of(position) > upper  # stamped in the future: the poll does not read it yet
+        if not beyond and (cursor is None or is_after(position, cursor)):
+            return False  # the next poll publishes it
+        published_at = self.recent.published_at(key)
+        if published_at is not None:
+            return published_at <= now - self.sweep_grace_s
+        if beyond:
             return True
-        try:
-            return self.reader.change_time(row) <= cutoff
-        except BadRow:
-            return True
+        # Published by the cursor at least a grace period ago (or never: a commit later than the
+        # re-scan reaches), as far as the cursor's history tells.
+        return published_before is not None and not is_after(position, published_before)
 
     def _publish(self, rows: list[PaymentRow | UnreadableRow], *, move_cursor: bool) -> PollOutcome:
-        now = self.clock()
+        moment = self.clock()
+        now = moment.timestamp()
         company_no = self.company_no
         messages: list[Outgoing] = []
-        cursor = self.state.payments_cursor
+        before = cursor = self.state.payments_cursor
         bad_keys: dict[str, str] = {}  # row key -> reason
         recovered: set[str] = set()  # rows dead-lettered before that read well now
-        published: list[tuple[int, int]] = []
+        published: list[tuple[Position, bool]] = []  # (position, from behind the cursor)
         newest = None
         for row in rows:
+            position = _position(row)
+            behind = not move_cursor or (before is not None and (position is None or not is_after(position, before)))
             try:
                 if isinstance(row, UnreadableRow):
                     raise BadRow("unreadable_row", f"company {company_no} {row.key}: {row.error}")
-                event = self.reader.event(row, now)
+                event = self.reader.event(row, moment)
                 messages.append(Outgoing(self.topics.payments, customer_key(company_no, event.payload.customer_no), encode(event)))
-                published.append((event.payload.jno, event.payload.entno))
-                newest = event.occurred_at
+                p = event.payload
+                published.append((position or Position(0, 0, p.jno, p.entno), behind))
+                if not behind:
+                    newest = event.occurred_at
                 if row.key in self.state.dead_lettered:
                     recovered.add(row.key)
             except BadRow as exc:
@@ -184,22 +247,39 @@ class PaymentPoller:
                                         company_no=company_no, source_key=row.key)
                     messages.append(Outgoing(self.topics.dead_letters, f"{company_no}:{row.key}".encode(), letter.encode()))
                     bad_keys[row.key] = exc.reason
-            if move_cursor:
-                position = row.position() if isinstance(row, UnreadableRow) else row_position(row)
-                if position is not None:
-                    cursor = advance(cursor, position)
+            if move_cursor and position is not None:
+                cursor = advance(cursor, position)
         new_state = replace(self.state, payments_cursor=cursor)
+        if cursor != before:
+            new_state = replace(new_state, cursor_marks=mark_cursor(self.state.cursor_marks, now, cursor, self.sweep_grace_s))
         if bad_keys or recovered:
             new_state = new_state.with_dead_lettered(set(bad_keys), forget=recovered)
-        if new_state != self.state:
+        # Remember what the re-scan will meet again (changed inside its window) and what was published
+        # from behind the cursor (the sweep must not publish it again within the grace period).
+        window = window_stamp(cursor, moment.astimezone(self.zone), self.overlap_s, self.source.selection.time_column)
+        remember = [p for p, behind in published if behind or window is None or stamp_of(p) >= window]
+        batches = self.recent.new_batches(remember, now)
+        expired = self.recent.expired(window, now, self.sweep_grace_s)
+        for batch in batches:
+            messages.append(Outgoing(self.topics.producer_state, published_key(company_no, batch.seq), encode_published(batch)))
+        for seq in expired:
+            messages.append(Outgoing(self.topics.producer_state, published_key(company_no, seq), None))
+        if new_state.encode() != self.state.encode():
             messages.append(Outgoing(self.topics.producer_state, new_state.key(), new_state.encode()))
         if messages:
             self.publisher.publish(messages)
-        self.state = new_state  # only after the transaction committed
+        # only after the transaction committed:
+        self.state = new_state
+        self.recent.remove(expired)
+        for batch in batches:
+            self.recent.add(batch)
         for reason in bad_keys.values():
             metrics.BAD_ROWS.labels(str(company_no), reason).inc()
+        behind_count = sum(1 for _, behind in published if behind)
+        if behind_count:
+            metrics.PUBLISHED_BEHIND_CURSOR.labels(str(company_no), RESCAN if move_cursor else SWEEP).inc(behind_count)
         return PollOutcome(rows_read=len(rows), published=len(published), bad_rows=len(bad_keys), newest_change=newest,
-                           published_keys=tuple(published))
+                           published_keys=tuple((p.jno, p.entno) for p, _ in published), behind=behind_count)
 
 
 def _event_id_of(company_no: int, row: PaymentRow | UnreadableRow) -> str | None:

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 class Outgoing:
     topic: str
     key: bytes
-    value: bytes
+    value: bytes | None  # None: a tombstone (compacted topics)
 
 
 class ProducerFenced(TerminalError):

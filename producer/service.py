@@ -1,11 +1,17 @@
 """The producer process: one worker per Visma company, each with its own cursor, schedule and
 Kafka transactional id, so a slow or failing company never holds up another and a second
-producer instance for the same company is fenced."""
+producer instance for the same company is fenced.
+
+A company is polled every `poll_interval_s` while it has new payments, and every
+`idle_poll_interval_s` once it has had none for a minute, so a producer with hundreds of quiet
+companies does not spend its time asking each of them for nothing twice a second."""
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime, timezone
 
@@ -13,6 +19,7 @@ from vb2po.visma.company import open_company
 from producer.credit_blocks import CreditBlockPoller
 from producer.payments import PaymentPoller, PollOutcome
 from producer.publisher import KafkaTransactionalPublisher, ProducerFenced
+from producer.recent import RecentlyPublished
 from producer.state import CompanyState, StateCell, load_states
 from vb2po import metrics
 from vb2po.errors import TerminalError, TransientError
@@ -23,6 +30,8 @@ from vb2po.retry import Backoff
 from vb2po.settings import CompanySettings, Settings
 
 log = logging.getLogger(__name__)
+IDLE_AFTER_S = 60.0  # a company without a new payment for this long is polled at the idle interval
+START_THREADS = 16  # Kafka producers initialised side by side at start (one round trip each to the broker)
 
 
 def transactional_id(company_no: int) -> str:
@@ -52,8 +61,10 @@ class CompanyWorker:
         self.fenced = False
         self.last_success_at: float | None = None  # unix time of the last complete round (for `vb2po status`)
         self.last_failure: tuple[float, str] | None = None  # (unix time, reason) of the last failed round
-        self._due = {"credit_blocks": 0.0, "sweep": time.monotonic() + settings.producer.sweep_interval_s,
-                     "reassert": time.monotonic() + settings.producer.reassert_interval_s}
+        self._due = {"credit_blocks": 0.0, "reassert": time.monotonic() + settings.producer.reassert_interval_s}
+        self._sweep_now = False  # set by a settings change: sweep at the next round, whenever the last one was
+        self._active_until = 0.0  # monotonic: poll at poll_interval_s until then (a new payment was published)
+        self.recent: RecentlyPublished | None = None  # what was published lately; kept across re-opens
 
     @property
     def label(self) -> str:
@@ -69,8 +80,9 @@ class CompanyWorker:
         cell = StateCell(self.initial_state)  # one company record, written by both pollers
         self.credit_blocks = CreditBlockPoller(source, publisher, topics, zone, self.initial_state.blocks, cell=cell,
                                                page_size=p.page_size)
-        self.payments = PaymentPoller(source, publisher, topics, zone, cell,
-                                      page_size=p.page_size, settle_s=p.settle_s, sweep_grace_s=p.sweep_grace_s)
+        self.payments = PaymentPoller(source, publisher, topics, zone, cell, page_size=p.page_size,
+                                      overlap_s=p.overlap_s, sweep_grace_s=p.sweep_grace_s, recent=self.recent)
+        self.recent = self.payments.recent
         log.info("company %s: open; payments cursor %s, %s customers known",
                  self.label, self.initial_state.payments_cursor, len(self.initial_state.blocks),
                  extra={"company": self.company.company_no})
@@ -87,7 +99,7 @@ class CompanyWorker:
             self.initial_state = replace(self.payments.state, blocks=dict(self.credit_blocks.blocks))
             self.payments.source.db.close_all()
             self.payments = self.credit_blocks = None
-            self._due["sweep"] = 0.0
+            self._sweep_now = True
 
     def fetch_now(self) -> PollOutcome:
         """Poll this company's payments now (the operator's "fetch now")."""
@@ -107,21 +119,35 @@ class CompanyWorker:
             except Exception as exc:  # noqa: BLE001
                 raise _as_vb2po_error(exc) from exc
             p, now = self.settings.producer, time.monotonic()
-            self._timed("payments", self.payments.poll_once)
+            if self._timed("payments", self.payments.poll_once).published:
+                self._active_until = now + IDLE_AFTER_S
             if now >= self._due["credit_blocks"] and self.settings.credit_block_sync:
                 reassert = now >= self._due["reassert"]
                 self._timed("credit_blocks", lambda: self.credit_blocks.poll_once(reassert=reassert))
                 self._due["credit_blocks"] = now + p.credit_block_interval_s
                 if reassert:
                     self._due["reassert"] = now + p.reassert_interval_s
-            if now >= self._due["sweep"]:
+            if self._sweep_now or time.time() >= self.sweep_due():
                 outcome = self._timed("sweep", self.payments.sweep_once)
                 if outcome.published:
-                    log.warning("company %s: safety-net sweep published %s unmarked payments again", self.label, outcome.published,
+                    log.warning("company %s: safety-net sweep published %s unmarked payments (published over %ss ago, "
+                                "or never)", self.label, outcome.published, p.sweep_grace_s,
                                 extra={"company": self.company.company_no})
-                self._due["sweep"] = now + p.sweep_interval_s
+                self._sweep_now = False
             self.last_success_at = time.time()
             metrics.LAST_POLL_SUCCESS.labels(self.label).set(self.last_success_at)
+
+    def sweep_due(self) -> float:
+        """Unix time of the next sweep: a sweep interval after the last one, which the state topic
+        keeps across restarts (so a producer restarted more often than that still sweeps on time);
+        at once when no sweep ever ran."""
+        state = self.payments.state if self.payments is not None else self.initial_state
+        return 0.0 if state.last_sweep_at is None else state.last_sweep_at + self.settings.producer.sweep_interval_s
+
+    def poll_interval(self) -> float:
+        """Seconds until the next round: short while payments come, longer once the company is quiet."""
+        p = self.settings.producer
+        return p.poll_interval_s if time.monotonic() < self._active_until else max(p.poll_interval_s, p.idle_poll_interval_s)
 
     def _timed(self, kind: str, poll) -> PollOutcome:
         with metrics.POLL_DURATION.labels(self.label).time():
@@ -159,8 +185,11 @@ class ProducerService:
         # Initialise the transactional producers first: that fences an older instance and aborts
         # a transaction it left open (a SIGKILL mid-batch), which would otherwise hold back the
         # read_committed view of the state topic until the transaction timeout.
-        publishers = {c.company_no: KafkaTransactionalPublisher(self.settings.kafka, transactional_id(c.company_no))
-                      for c in self.settings.companies}
+        # (side by side: with hundreds of companies, one after another would take minutes)
+        with ThreadPoolExecutor(max_workers=min(START_THREADS, len(self.settings.companies)) or 1) as pool:
+            made = pool.map(lambda c: (c.company_no, KafkaTransactionalPublisher(self.settings.kafka, transactional_id(c.company_no))),
+                            self.settings.companies)
+            publishers = dict(made)
         states = load_states(self.settings.kafka)
         for company in self.settings.companies:
             n = company.company_no
@@ -195,6 +224,8 @@ class ProducerService:
 
     def _loop(self, worker: CompanyWorker) -> None:
         backoff, attempt = Backoff(base_s=0.5, cap_s=30), 0
+        if len(self.workers) > 1:  # spread the companies' rounds over the interval instead of all at once
+            self._stop.wait(random.uniform(0, min(1.0, worker.poll_interval())))
         while not self._stop.is_set():
             if not self.settings.integration_enabled:  # switched off by an operator: idle until switched on
                 self._stop.wait(self.settings.producer.poll_interval_s)
@@ -202,7 +233,7 @@ class ProducerService:
             try:
                 worker.tick()
                 attempt = 0
-                self._stop.wait(self.settings.producer.poll_interval_s)
+                self._stop.wait(worker.poll_interval())
             except ProducerFenced:
                 log.error("company %s: fenced by another producer instance; this instance stops polling it", worker.label,
                           extra={"company": worker.company.company_no})

@@ -4,16 +4,21 @@ State records are written in the same Kafka transaction as the events they vouch
 restarted producer resumes exactly where the last committed transaction ended. Two kinds of
 record, so no single message grows with the number of customers:
 
-- `company:<n>`: the payments cursor and the rows already dead-lettered, CustTr (`JNo=..;EntNo=..`)
+- `company:<n>`: the payments cursor, a few marks of where it stood when (`producer.recent`), when
+  the last safety-net sweep ran, and the rows already dead-lettered, CustTr (`JNo=..;EntNo=..`)
   and Actor (`ActNo=..`) alike (bad rows are rare);
 - `company:<n>:customer:<no>`: the last credit-block state published for one customer, with
-  a sequence number that gives each block/lift its own event id.
+  a sequence number that gives each block/lift its own event id;
+- `company:<n>:published:<seq>`: the keys of payments published in one transaction that the
+  re-scan and the sweep still need to know about (`producer.recent.PublishedBatch`); a tombstone
+  once they no longer matter, so the topic holds a few minutes' worth.
 """
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field, replace
 
+from producer.recent import Mark, PublishedBatch
 from vb2po.kafka.compacted import CompactedTopicReader
 from vb2po.settings import KafkaSettings
 from vb2po.visma.queries import Position
@@ -33,6 +38,10 @@ class CompanyState:
     payments_cursor: Position | None = None
     dead_lettered: frozenset[str] = frozenset()  # row keys already sent to dead letters
     blocks: dict[int, CustomerBlock] = field(default_factory=dict)  # customer no -> last published
+    cursor_marks: tuple[Mark, ...] = ()  # (unix time, cursor from then on): see producer.recent
+    last_sweep_at: float | None = None  # unix time the last complete safety-net sweep started
+    # seq -> batch, as loaded at start (filled in place while loading); the live set is the poller's
+    published: dict[int, PublishedBatch] = field(default_factory=dict, compare=False)
 
     def key(self) -> bytes:
         return company_key(self.company_no)
@@ -41,8 +50,10 @@ class CompanyState:
         cur = self.payments_cursor
         return json.dumps({
             "company_no": self.company_no,
-            "payments_cursor": None if cur is None else [cur.ch_dt, cur.ch_time, cur.jno, cur.entno],
+            "payments_cursor": None if cur is None else _position(cur),
             "dead_lettered": sorted(self.dead_lettered),
+            "cursor_marks": [[t, *_position(p)] for t, p in self.cursor_marks],
+            "last_sweep_at": self.last_sweep_at,
         }).encode()
 
     def with_dead_lettered(self, keys: set[str], forget: set[str] = frozenset()) -> "CompanyState":
@@ -55,11 +66,23 @@ class CompanyState:
     def decode_into(state: "CompanyState", raw: bytes) -> "CompanyState":
         data = json.loads(raw)
         cur = data.get("payments_cursor")
+        marks = tuple((float(m[0]), Position(*m[1:5])) for m in data.get("cursor_marks") or ())
+        if cur and not marks:
+            # Written by a version without marks: the cursor is known, not when it got there. Taken as
+            # long ago, so the first sweep may publish again what was in flight at the upgrade (once).
+            marks = ((0.0, Position(*cur)),)
+        sweep = data.get("last_sweep_at")
         return replace(
             state,
             payments_cursor=Position(*cur) if cur else None,
             dead_lettered=frozenset(data.get("dead_lettered") or ()),
+            cursor_marks=marks,
+            last_sweep_at=float(sweep) if sweep is not None else None,
         )
+
+
+def _position(p: Position) -> list[int]:
+    return [p.ch_dt, p.ch_time, p.jno, p.entno]
 
 
 class StateCell:
@@ -78,8 +101,22 @@ def customer_key(company_no: int, customer_no: int) -> bytes:
     return f"company:{company_no}:customer:{customer_no}".encode()
 
 
+def published_key(company_no: int, seq: int) -> bytes:
+    return f"company:{company_no}:published:{seq}".encode()
+
+
 def encode_block(block: CustomerBlock) -> bytes:
     return json.dumps({"blocked": block.blocked, "seq": block.seq}).encode()
+
+
+def encode_published(batch: PublishedBatch) -> bytes:
+    return json.dumps({"at": batch.at, "keys": [_position(p) for p in batch.positions]},
+                      separators=(",", ":")).encode()
+
+
+def decode_published(seq: int, raw: bytes) -> PublishedBatch:
+    data = json.loads(raw)
+    return PublishedBatch(seq, float(data["at"]), tuple(Position(*k) for k in data["keys"]))
 
 
 def apply_record(states: dict[int, CompanyState], key: bytes, value: bytes | None) -> None:
@@ -98,6 +135,12 @@ def apply_record(states: dict[int, CompanyState], key: bytes, value: bytes | Non
             data = json.loads(value)
             blocks[int(parts[3])] = CustomerBlock(bool(data["blocked"]), int(data["seq"]))
         state = replace(state, blocks=blocks)
+    elif len(parts) == 4 and parts[2] == "published":
+        seq = int(parts[3])
+        if value is None:
+            state.published.pop(seq, None)
+        else:
+            state.published[seq] = decode_published(seq, value)
     states[company_no] = state
 
 

@@ -47,7 +47,7 @@ def operator_settings(kafka_bootstrap: str, sandbox, companies: dict[int, str], 
     data = settings_dict(
         bootstrap_servers=kafka_bootstrap, api_url=sandbox.api_url, token_url=sandbox.token_url,
         application_key=sandbox.application_key, subscription_key=sandbox.subscription_key, clients=clients,
-        lookback=lookback, namespace=namespace, partitions=3, settle_s=0.2, poll_interval_s=0.2,
+        lookback=lookback, namespace=namespace, partitions=3, poll_interval_s=0.2, idle_poll_interval_s=0.2,
     )
     data["admin"] = {"enabled": True, "port": 0, "groups": GROUPS, "users": USERS, **(admin or {})}
     data["producer"].update(producer or {})

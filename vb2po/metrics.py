@@ -10,6 +10,9 @@ BAD_ROWS = Counter("vb2po_producer_bad_rows_total", "Rows sent to the dead-lette
 POLL_DURATION = Histogram("vb2po_producer_poll_duration_seconds", "Duration of one poll of one company", ["company"])
 CURSOR_LAG = Gauge("vb2po_producer_cursor_lag_seconds", "Age of the newest published Visma change", ["company"])
 LAST_POLL_SUCCESS = Gauge("vb2po_producer_last_success_timestamp_seconds", "Unix time of the last successful poll", ["company"])
+PUBLISHED_BEHIND_CURSOR = Counter(
+    "vb2po_producer_published_behind_cursor_total", "Payments published from behind the cursor: late commits the re-scan "
+    "found (by=rescan), and what the safety-net sweep published, first or again (by=sweep)", ["company", "by"])
 PRODUCER_ERRORS = Counter("vb2po_producer_errors_total", "Failed polls by error kind", ["company", "kind"])
 
 # Consumer

@@ -8,6 +8,7 @@ at start with a line that names it, not discovered by the data it damages.
 from __future__ import annotations
 
 import contextvars
+import logging
 import os
 from datetime import date
 from pathlib import Path
@@ -202,13 +203,34 @@ class KafkaSettings(_Section):
 class ProducerSettings(_Section):
     """How the producer polls each Visma company."""
 
-    poll_interval_s: float = Field(0.5, gt=0, le=3600, description="how often each company's payments are polled")
-    settle_s: float = Field(1.0, ge=0, le=3600, description="newest changes are held back this long so open transactions can commit")
+    poll_interval_s: float = Field(0.25, gt=0, le=3600, description="how often a company that had a new payment in the "
+                                   "last minute is polled")
+    idle_poll_interval_s: float = Field(1.0, gt=0, le=3600, description="how often a company without a new payment for a "
+                                        "minute is polled (the first payment after a quiet spell waits up to this long)")
+    overlap_s: float = Field(120.0, ge=0, le=86_400, description="each poll also re-reads the unmarked payments changed "
+                             "this long behind its cursor and publishes those not published yet: a transaction that "
+                             "commits up to this long (less a minute where CustTr has no ChTmms) after it wrote a "
+                             "payment is published by the next poll; a later one by the sweep")
     page_size: int = Field(2000, gt=0, le=100_000, description="rows per read and per Kafka transaction")
     credit_block_interval_s: float = Field(10.0, gt=0, le=86_400, description="how often Actor.CrSusp is compared with the published state")
     reassert_interval_s: float = Field(3600.0, gt=0, le=7 * 86_400, description="how often standing blocks are published again")
-    sweep_interval_s: float = Field(300.0, gt=0, le=86_400, description="how often the safety net looks for unmarked payments")
-    sweep_grace_s: float = Field(120.0, ge=0, le=86_400, description="a payment younger than this is not swept (it may still be in flight)")
+    sweep_interval_s: float = Field(300.0, gt=0, le=86_400, description="how often the safety net looks for unmarked "
+                                    "payments (also soon after a start; the last sweep's time is kept in Kafka, so "
+                                    "restarts do not put it off)")
+    sweep_grace_s: float = Field(120.0, ge=0, le=86_400, description="the sweep publishes again only a payment still "
+                                 "unmarked this long after it was published (it may still be on its way)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _settle_s_is_gone(cls, data: object) -> object:
+        """`settle_s` (the held-back window of vb2po <= 0.1) is no longer used: the re-scan of
+        `overlap_s` finds late commits instead. Old files and variables still load, with a warning."""
+        if isinstance(data, dict) and "settle_s" in data:
+            data = {k: v for k, v in data.items() if k != "settle_s"}
+            logging.getLogger(__name__).warning(
+                "producer.settle_s is no longer used and is ignored: nothing is held back any more; late commits are "
+                "found by re-reading the last producer.overlap_s (see README, 'Late commits'); remove it from the settings")
+        return data
 
 
 class ConsumerSettings(_Section):

@@ -14,7 +14,7 @@ from collections import Counter
 from datetime import datetime, timezone
 
 from vb2po.visma.company import open_company
-from producer.cursor import visma_clock
+from producer.cursor import upper_bound
 from vb2po.visma.clock import visma_change_time
 from vb2po.errors import TerminalError, TransientError
 from admin.actions.dead_letters import list_letters
@@ -46,7 +46,7 @@ def cursor_lag(settings: Settings, company_no: int, cursor, now: datetime) -> di
         return {"error": f"visma: {exc}"}
     try:
         sel = source.selection
-        upper = visma_clock(now.astimezone(settings.zone), 0, sel.time_column)
+        upper = upper_bound(now.astimezone(settings.zone), 0, sel.time_column)
         rows = waiting_payments(source.db, sel, cursor, upper, WAITING_CAP)  # (JNo, EntNo, ChDt, time)
     except (TransientError, TerminalError) as exc:
         return {"error": f"visma: {exc}"}

@@ -4,7 +4,7 @@ The same poller runs against the real broker in test_walking_skeleton.py."""
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 from devstack.visma_seed import insert_custtr
@@ -23,12 +23,13 @@ OSLO = ZoneInfo("Europe/Oslo")
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc)
 
 
-def make_poller(conn_str: str, publisher: FakePublisher, *, page_size: int = 100, lookback_dt: int = 20260101) -> PaymentPoller:
+def make_poller(conn_str: str, publisher: FakePublisher, *, page_size: int = 100, lookback_dt: int = 20260101,
+                state: CompanyState | None = None, clock=lambda: NOW, **options) -> PaymentPoller:
     lookback = date(lookback_dt // 10000, lookback_dt // 100 % 100, lookback_dt % 100)
     settings = Settings(lookback_date=lookback, companies=[{"company_no": 1, "odbc": conn_str}],
                         invoice_clients=[{"name": "demo", "client_key": "k"}])
-    return PaymentPoller(open_company(settings, settings.company(1)), publisher, TOPICS, OSLO, CompanyState(1),
-                         page_size=page_size, settle_s=2, clock=lambda: NOW)
+    return PaymentPoller(open_company(settings, settings.company(1)), publisher, TOPICS, OSLO, state or CompanyState(1),
+                         page_size=page_size, clock=clock, **options)
 
 
 def published_keys(publisher: FakePublisher) -> list[tuple[int, int]]:
@@ -52,7 +53,8 @@ def test_many_rows_sharing_one_change_time_are_each_published_once_across_pages(
     assert outcome.published == 250
     keys = published_keys(publisher)
     assert sorted(keys) == sorted((r.jno, r.entno) for r in rows)
-    assert publisher.transactions == 3 == len(publisher.on_topic(TOPICS.producer_state))  # a page, a transaction
+    cursors = [m for m in publisher.on_topic(TOPICS.producer_state) if m.key == b"company:1"]
+    assert publisher.transactions == 3 == len(cursors)  # a page, a transaction (with its moved cursor)
     assert poller.poll_once().published == 0  # nothing twice
 
 
@@ -86,16 +88,33 @@ def test_marked_rows_rows_before_lookback_and_other_voucher_types_are_not_publis
     assert kinds == ["payment", "reversal"]
 
 
-def test_rows_inside_the_settle_window_wait_for_the_next_poll(company_db):
-    local_now = NOW.astimezone(OSLO)
-    ms_now = (local_now.hour * 3600 + local_now.minute * 60) * 1000
+def ms_of(moment: datetime) -> tuple[int, int]:
+    """(ChDt, ChTmms) of a moment, as Visma stamps it (local time)."""
+    local = moment.astimezone(OSLO)
+    return (local.year * 10000 + local.month * 100 + local.day,
+            ((local.hour * 60 + local.minute) * 60 + local.second) * 1000 + local.microsecond // 1000)
+
+
+def test_a_row_is_published_by_the_first_poll_after_its_commit_nothing_is_held_back(company_db):
+    ch_dt, ms = ms_of(NOW - timedelta(milliseconds=100))
     with VismaDatabase(company_db) as db:
-        insert_custtr(db, [payment_row(1, 1, ch_dt=20261127, ch_tmms=ms_now - 500)])
+        insert_custtr(db, [payment_row(1, 1, ch_dt=ch_dt, ch_tmms=ms)])
+    publisher = FakePublisher()
+    assert make_poller(company_db, publisher).poll_once().published == 1
+
+
+def test_a_row_stamped_far_ahead_does_not_carry_the_cursor_past_later_rows_and_the_sweep_publishes_it(company_db):
+    ahead_dt, ahead_ms = ms_of(NOW + timedelta(days=1))
+    now_dt, now_ms = ms_of(NOW)
+    with VismaDatabase(company_db) as db:
+        insert_custtr(db, [payment_row(9, 1, ch_dt=ahead_dt, ch_tmms=ahead_ms)])
     publisher = FakePublisher()
     poller = make_poller(company_db, publisher)
-    assert poller.poll_once().published == 0
-    poller.clock = lambda: NOW.replace(second=10)
-    assert poller.poll_once().published == 1
+    assert poller.poll_once().published == 0  # a wrong clock in Visma: not read by the poll ...
+    with VismaDatabase(company_db) as db:
+        insert_custtr(db, [payment_row(2, 1, ch_dt=now_dt, ch_tmms=now_ms)])
+    assert poller.poll_once(collect_keys=True).published_keys == ((2, 1),)  # ... so rows stamped now are not left behind it
+    assert poller.sweep_once().published_keys == ((9, 1),)  # the sweep publishes it meanwhile
 
 
 HOSTILE = [  # (what the row holds that no payment can, column updates, the reason)

@@ -67,32 +67,43 @@ def test_a_second_producer_for_the_same_company_fences_the_first(make_settings, 
     assert values == [b"from the older instance", b"from the newer instance"]
 
 
-def test_a_transaction_that_commits_late_is_published_by_the_safety_net(make_settings, postgres_company_db):
-    settings = make_settings({1: postgres_company_db}, producer={"sweep_grace_s": 0, "settle_s": 0})
+def test_late_commits_are_published_by_the_next_poll_or_beyond_the_overlap_by_the_safety_net(make_settings, postgres_company_db):
+    settings = make_settings({1: postgres_company_db}, producer={"sweep_grace_s": 0, "overlap_s": 60})
     ensure_topics(settings.kafka)
-    now = datetime.now(OSLO) - timedelta(minutes=5)
-    day = now.year * 10000 + now.month * 100 + now.day
-    ms = (now.hour * 3600 + now.minute * 60) * 1000
+    now = datetime.now(OSLO)
 
-    late = pyodbc.connect(postgres_company_db, autocommit=False)  # a Visma client's slow transaction
-    late.cursor().execute(custtr_insert_sql(VismaDatabase(postgres_company_db)), custtr_values(payment_row(1, 1, ch_dt=day, ch_tmms=ms)))
+    def stamped(jno: int, moment: datetime):
+        return payment_row(jno, 1, ch_dt=moment.year * 10000 + moment.month * 100 + moment.day,
+                           ch_tmms=((moment.hour * 60 + moment.minute) * 60 + moment.second) * 1000)
+
+    insert = custtr_insert_sql(VismaDatabase(postgres_company_db))
+    # A Visma client's slow transactions: one open 20 s, one open 5 minutes.
+    soon = pyodbc.connect(postgres_company_db, autocommit=False)
+    soon.cursor().execute(insert, custtr_values(stamped(1, now - timedelta(seconds=20))))
+    slow = pyodbc.connect(postgres_company_db, autocommit=False)
+    slow.cursor().execute(insert, custtr_values(stamped(3, now - timedelta(minutes=5))))
     with VismaDatabase(postgres_company_db) as db:  # a later change, committed first
-        insert_custtr(db, [payment_row(2, 1, ch_dt=day, ch_tmms=ms + 60_000)])
+        insert_custtr(db, [stamped(2, now)])
 
     source = open_company(settings, settings.company(1))
     publisher = KafkaTransactionalPublisher(settings.kafka, transactional_id(1))
-    poller = PaymentPoller(source, publisher, settings.kafka.topics, OSLO, CompanyState(1), settle_s=0, sweep_grace_s=0)
-    assert poller.poll_once().published == 1  # only the committed row; the cursor passes the late one
-    late.commit()
-    late.close()
-    assert poller.poll_once().published == 0  # behind the cursor: a plain high-water mark loses it here
-    # The safety net does not: it publishes every unmarked row behind the cursor, the late row for
-    # the first time and the other (not yet consumed, so still unmarked) again under its own id.
-    assert poller.sweep_once().published == 2
+    poller = PaymentPoller(source, publisher, settings.kafka.topics, OSLO, CompanyState(1), overlap_s=60, sweep_grace_s=0)
+    assert poller.poll_once().published == 1  # only the committed row; the cursor passes the open ones
+    soon.commit(), slow.commit()
+    soon.close(), slow.close()
+    # 20 s behind the cursor: inside the re-scan window, published by the very next poll; a plain
+    # high-water mark would have lost it here. 5 minutes behind: outside it, left to the sweep.
+    assert poller.poll_once().published == 1
+    assert poller.poll_once().published == 0
+    # The safety net publishes every unmarked payment published more than the grace period (0 s
+    # here) ago or never: the slow row for the first time, the others (not consumed, so still
+    # unmarked) again under their own ids.
+    assert poller.sweep_once().published == 3
     publisher.close()
     events = payments_in_topic(settings)
-    assert sorted({(e.payload.jno, e.payload.entno) for e in events}) == [(1, 1), (2, 1)]
-    assert len({e.event_id for e in events}) == 2 and len(events) == 3
+    assert sorted({(e.payload.jno, e.payload.entno) for e in events}) == [(1, 1), (2, 1), (3, 1)]
+    assert len({e.event_id for e in events}) == 3 and len(events) == 5
+    assert load_states(settings.kafka)[1].last_sweep_at is not None  # kept for the next start
 
 
 def _set_block(conn_str: str, act_no: int, blocked: bool) -> None:

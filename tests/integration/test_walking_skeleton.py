@@ -38,7 +38,7 @@ def test_one_payment_is_registered_in_poweroffice_and_marked_in_visma(
         bootstrap_servers=kafka_bootstrap, api_url=sandbox_server.api_url, token_url=sandbox_server.token_url,
         application_key=sandbox_server.application_key, subscription_key=sandbox_server.subscription_key,
         clients=[LocalClient("demo", SANDBOX_CLIENT_KEY, 1, company_db)], lookback=date(2026, 1, 1),
-        namespace=f"skeleton-{uuid.uuid4().hex[:8]}", settle_s=0.5, poll_interval_s=0.2,
+        namespace=f"skeleton-{uuid.uuid4().hex[:8]}", poll_interval_s=0.2, idle_poll_interval_s=0.2,
     ))
     control = sandbox_server.control
     reference = external_import_reference(1, jno, 1)
