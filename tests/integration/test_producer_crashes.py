@@ -7,11 +7,14 @@ import random
 import signal
 import time
 import subprocess
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from devstack.stack import write_settings
 from devstack.visma_seed import insert_custtr
+from producer.state import CompanyState, load_states
 from schemas.codec import decode
 from schemas.events import payment_event_id
 from tests.builders import payment_row
@@ -74,3 +77,54 @@ def test_sigkill_mid_batch_loses_nothing_and_doubles_nothing(make_settings, sqli
     assert len(keys) == BACKLOG  # nothing doubled: events and cursor commit together
     assert all(e.event_id == payment_event_id(1, e.payload.jno, e.payload.entno) for e in events)
 
+
+
+@pytest.mark.slow
+def test_restarts_every_45_s_do_not_put_off_the_sweep(make_settings, postgres_company_db, tmp_path):
+    """Issue 12: the sweep's timer used to start again with the process, so a producer restarted
+    more often than sweep_interval_s never swept. Its last run is now kept in the state topic: a
+    row committed far behind the cursor (beyond the re-scan) while the producer is SIGKILLed every
+    45 s is published within sweep_interval_s of its commit, by whichever incarnation is running."""
+    sweep_interval_s = 60
+    data = make_settings({1: postgres_company_db}, as_dict=True,
+                         producer={"sweep_interval_s": sweep_interval_s, "sweep_grace_s": 10})
+    settings_file = write_settings(tmp_path / "settings.yaml", data)
+    settings = make_settings({1: postgres_company_db})
+    bootstrap, topic = settings.kafka.bootstrap_servers, settings.kafka.topics.payments
+    now = datetime.now(ZoneInfo(settings.visma_timezone))
+
+    def stamped(jno: int, moment: datetime):
+        return payment_row(jno, 1, ch_dt=moment.year * 10000 + moment.month * 100 + moment.day,
+                           ch_tmms=((moment.hour * 60 + moment.minute) * 60 + moment.second) * 1000)
+
+    def keys() -> set[tuple[int, int]]:
+        return {(e.payload.jno, e.payload.entno) for e in map(lambda r: decode(r.value), read_committed(bootstrap, topic))}
+
+    with VismaDatabase(postgres_company_db) as db:
+        insert_custtr(db, [stamped(1, now)])
+    started_at = time.monotonic()
+    proc = start_vb2po(settings_file, "producer", tmp_path / "producer.log")
+    lives, committed_at = 1, None
+    try:
+        wait_for(lambda: (1, 1) in keys(), timeout=60, interval=0.5, what="the first payment")
+        first = wait_for(lambda: load_states(settings.kafka).get(1, CompanyState(1)).last_sweep_at, timeout=30,
+                         interval=0.5, what="the sweep soon after the first start")
+        # A transaction that wrote a payment an hour ago commits now: behind the cursor, far beyond
+        # the re-scan window (overlap_s), so only the sweep can find it.
+        with VismaDatabase(postgres_company_db) as db:
+            insert_custtr(db, [stamped(2, now - timedelta(hours=1))])
+        committed_at = time.monotonic()
+        while (2, 1) not in keys():
+            assert time.monotonic() - committed_at < sweep_interval_s + 15, \
+                f"the row committed behind the cursor was not published within {sweep_interval_s} s (+15 s slack)"
+            if time.monotonic() - started_at >= 45 * lives:  # the restart storm
+                sigkill(proc)
+                proc = start_vb2po(settings_file, "producer", tmp_path / "producer.log")
+                lives += 1
+            time.sleep(0.5)
+        published_after = time.monotonic() - committed_at
+    finally:
+        sigkill(proc)
+    assert lives >= 2  # it was published by a later incarnation than the one that last swept before
+    assert published_after <= sweep_interval_s + 15
+    assert load_states(settings.kafka)[1].last_sweep_at >= first + sweep_interval_s - 1
