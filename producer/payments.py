@@ -29,14 +29,29 @@ from producer.state import CompanyState, StateCell, encode_published, published_
 from schemas.codec import encode
 from schemas.events import customer_key, payment_event_id
 from vb2po import metrics
+from vb2po.errors import TerminalError
 from vb2po.kafka.dead_letters import DeadLetter
-from vb2po.settings import TopicSettings
+from vb2po.settings import ProducerSettings, TopicSettings
 from vb2po.visma.clock import visma_date, yyyymmdd
 from vb2po.visma.company import CompanySource
 from vb2po.visma.queries import Position, pending_payments_page, unmarked_payments_page
 
 log = logging.getLogger(__name__)
 RESCAN, SWEEP = "rescan", "sweep"
+AHEAD_S = 60.0  # rows stamped up to this far ahead of now are read (a Visma clock a little fast); later ones are the sweep's
+PLAN_FOR_S = 30.0  # a quiet company's probe statement is made again after this long (or once its cursor moved)
+DEFAULTS = ProducerSettings()  # (the poller's defaults are the settings' defaults)
+
+
+@dataclass(frozen=True)
+class _Probe:
+    """The statement a quiet company's polls send, made once for a while (an idle poll is mostly
+    the cost of its own Python, multiplied by hundreds of companies)."""
+
+    cursor: Position | None
+    until: float  # unix time
+    sql: str
+    params: list
 
 
 @dataclass(frozen=True)
@@ -56,6 +71,9 @@ class PollOutcome:
             other.newest_change or self.newest_change, self.published_keys + other.published_keys,
             self.behind + other.behind,
         )
+
+
+QUIET = PollOutcome()
 
 
 def _key(row: PaymentRow | UnreadableRow) -> tuple[int, int] | None:
@@ -78,9 +96,9 @@ class PaymentPoller:
         zone: ZoneInfo,
         state: CompanyState | StateCell,
         *,
-        page_size: int = 2000,
-        overlap_s: float = 120.0,
-        sweep_grace_s: float = 120.0,
+        page_size: int = DEFAULTS.page_size,
+        overlap_s: float = DEFAULTS.overlap_s,
+        sweep_grace_s: float = DEFAULTS.sweep_grace_s,
         recent: RecentlyPublished | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
     ):
@@ -96,6 +114,8 @@ class PaymentPoller:
         # batches the state topic held at start.
         self.recent = recent if recent is not None else RecentlyPublished(self.state.published.values())
         self.clock = clock
+        self._quiet = False  # the last poll published nothing: the next one probes first (`_probe`)
+        self._probe_plan: _Probe | None = None
         self.reader = RowReader(source.company.company_no, source.rule, source.currencies,
                                 source.selection.time_column, zone)
 
@@ -113,9 +133,13 @@ class PaymentPoller:
 
     def poll_once(self, *, collect_keys: bool = False) -> PollOutcome:
         """Publish what changed after the cursor, and what committed late behind it, page by page."""
+        if self._quiet and not collect_keys:
+            probed = self._probe()
+            if probed is not None:  # nothing to publish: settled with four integer columns a row
+                return QUIET if not probed else PollOutcome(rows_read=probed)
         sel = self.source.selection
         now = self.clock().astimezone(self.zone)
-        upper = upper_bound(now, self.overlap_s, sel.time_column)
+        upper = upper_bound(now, AHEAD_S, sel.time_column)
         after = poll_start(self.state.payments_cursor, now, self.overlap_s, sel.time_column)
         counts = PollOutcome()
         keys: list[tuple[int, int]] = []
@@ -136,7 +160,55 @@ class PaymentPoller:
             if len(rows) < self.page_size or last is None or (start is not None and not is_after(last, start)):
                 break  # (a full page that does not move on would be read again and again)
             after = last
+        self._quiet = counts.published == 0
         return replace(counts, published_keys=tuple(keys))
+
+    def _probe(self) -> int | None:
+        """After a poll that published nothing, the next ones ask first for keys and change stamps
+        only (what the driver describes and converts per row is a good part of an idle poll's
+        cost), with a statement made once for a while: the rows found, when none of them is to be
+        published; else None (read them in full).
+
+        The statement reads up to AHEAD_S past the end of its life, so it sees every row a full
+        poll would read in the meantime; a row beyond the full poll's bound now is not its to publish."""
+        moment = self.clock()
+        now = moment.timestamp()
+        sel = self.source.selection
+        probe, planned = self._probe_plan, False
+        if probe is None or probe.cursor is not self.state.payments_cursor or now >= probe.until:
+            db = self.source.db
+            local = moment.astimezone(self.zone)
+            cursor = self.state.payments_cursor
+            sql, params = pending_payments_page(db.dialect, sel, poll_start(cursor, local, self.overlap_s, sel.time_column),
+                                                upper_bound(local, AHEAD_S + PLAN_FOR_S, sel.time_column), self.page_size,
+                                                keys_only=True)
+            probe = self._probe_plan = _Probe(cursor, now + PLAN_FOR_S, sql, params)
+            planned = True
+        try:
+            found = list(self.source.db.query(probe.sql, probe.params))
+        except TerminalError:
+            return None  # the full read copes with what cannot be read
+        if not found:
+            if planned:
+                self._skip_idle_stretch(moment.astimezone(self.zone))
+            return 0
+        if len(found) >= self.page_size:
+            return None
+        cursor = self.state.payments_cursor
+        upper = upper_bound(moment.astimezone(self.zone), AHEAD_S, sel.time_column)
+        for jno, entno, ch_dt, ch_time in found:
+            try:
+                position = Position(int(ch_dt or 0), int(ch_time or 0), int(jno), int(entno))
+            except (TypeError, ValueError):
+                return None
+            if stamp_of(position) > upper:
+                continue  # stamped too far ahead: a full poll would not read it yet either
+            if cursor is None or is_after(position, cursor):
+                return None
+            if (position.jno, position.entno) not in self.recent and \
+                    f"JNo={jno};EntNo={entno}" not in self.state.dead_lettered:
+                return None
+        return len(found)
 
     def _not_yet_published(self, rows: list[PaymentRow | UnreadableRow]) -> list[PaymentRow | UnreadableRow]:
         """Rows after the cursor, and rows behind it (the re-scan window) whose key was not
@@ -174,7 +246,7 @@ class PaymentPoller:
         sel = self.source.selection
         started = self.clock()
         now = started.timestamp()
-        upper = upper_bound(started.astimezone(self.zone), self.overlap_s, sel.time_column)
+        upper = upper_bound(started.astimezone(self.zone), AHEAD_S, sel.time_column)
         published_before = horizon(self.state.cursor_marks, now, self.sweep_grace_s)
         total = PollOutcome()
         after_key = None

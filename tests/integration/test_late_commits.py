@@ -60,7 +60,7 @@ def poller_for(conn_str: str, publisher: FakePublisher, clock: Clock, state: Com
                **options) -> PaymentPoller:
     settings = Settings(lookback_date=date(2026, 1, 1), companies=[{"company_no": 1, "odbc": conn_str}],
                         invoice_clients=[{"name": "demo", "client_key": "k"}])
-    return PaymentPoller(open_company(settings, settings.company(1)), publisher, TOPICS, OSLO, state or CompanyState(1),
+    return PaymentPoller(open_company(settings, settings.company(1), polling=True), publisher, TOPICS, OSLO, state or CompanyState(1),
                          clock=clock, **options)
 
 
@@ -94,8 +94,9 @@ def test_a_transaction_held_open_30_s_on_a_minute_precision_table_is_published_b
         insert_custtr(db, [row_at(3, 1, clock())], minute_precision=True)
     assert poller.poll_once(collect_keys=True).published_keys == ((2, 1), (3, 1))
     assert poller.state.payments_cursor.ch_time == 1001
+    assert poller.poll_once().published == 0  # quiet: the next poll asks for keys only first
 
-    clock.advance(5)  # 10:01:10, an hour-hand minute after the late row's stamp: it commits
+    clock.advance(5)  # 10:01:10, a minute and a second after the late row's stamp: it commits
     late.commit()
     late.close()
     clock.advance(0.25)  # the next poll

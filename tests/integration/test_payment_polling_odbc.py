@@ -28,7 +28,7 @@ def make_poller(conn_str: str, publisher: FakePublisher, *, page_size: int = 100
     lookback = date(lookback_dt // 10000, lookback_dt // 100 % 100, lookback_dt % 100)
     settings = Settings(lookback_date=lookback, companies=[{"company_no": 1, "odbc": conn_str}],
                         invoice_clients=[{"name": "demo", "client_key": "k"}])
-    return PaymentPoller(open_company(settings, settings.company(1)), publisher, TOPICS, OSLO, state or CompanyState(1),
+    return PaymentPoller(open_company(settings, settings.company(1), polling=True), publisher, TOPICS, OSLO, state or CompanyState(1),
                          page_size=page_size, clock=clock, **options)
 
 
@@ -88,6 +88,17 @@ def test_marked_rows_rows_before_lookback_and_other_voucher_types_are_not_publis
     assert kinds == ["payment", "reversal"]
 
 
+class Clock:
+    def __init__(self, at: datetime):
+        self.at = at
+
+    def __call__(self) -> datetime:
+        return self.at
+
+    def advance(self, seconds: float) -> None:
+        self.at += timedelta(seconds=seconds)
+
+
 def ms_of(moment: datetime) -> tuple[int, int]:
     """(ChDt, ChTmms) of a moment, as Visma stamps it (local time)."""
     local = moment.astimezone(OSLO)
@@ -101,6 +112,31 @@ def test_a_row_is_published_by_the_first_poll_after_its_commit_nothing_is_held_b
         insert_custtr(db, [payment_row(1, 1, ch_dt=ch_dt, ch_tmms=ms)])
     publisher = FakePublisher()
     assert make_poller(company_db, publisher).poll_once().published == 1
+
+
+def test_a_quiet_company_publishes_its_next_payment_at_the_next_poll_also_one_stamped_ahead(company_db):
+    """After a poll that found nothing, polls first ask for keys only, with a statement kept for a
+    while: a payment committed meanwhile is still published by the next poll, also one that a
+    Visma clock running 45 s fast stamped ahead of the producer's."""
+    clock = Clock(NOW)
+    publisher = FakePublisher()
+    poller = make_poller(company_db, publisher, clock=clock)
+    assert poller.poll_once().published == 0
+    assert poller.poll_once().published == 0  # quiet: the keys-only statement is made now
+    clock.advance(20)
+    ahead_dt, ahead_ms = ms_of(clock() + timedelta(seconds=45))
+    with VismaDatabase(company_db) as db:
+        insert_custtr(db, [payment_row(1, 1, ch_dt=ahead_dt, ch_tmms=ahead_ms)])
+    assert poller.poll_once().published == 1  # (not `collect_keys`: the operator's fetch-now reads in full)
+    clock.advance(0.25)
+    assert poller.poll_once().published == 0
+    now_dt, now_ms = ms_of(clock())
+    with VismaDatabase(company_db) as db:  # behind the cursor now (it stands 45 s ahead): found by the re-scan
+        insert_custtr(db, [payment_row(2, 1, ch_dt=now_dt, ch_tmms=now_ms)])
+    clock.advance(0.25)
+    assert poller.poll_once().published == 1
+    assert poller.poll_once().published == 0
+    assert published_keys(publisher) == [(1, 1), (2, 1)]
 
 
 def test_a_row_stamped_far_ahead_does_not_carry_the_cursor_past_later_rows_and_the_sweep_publishes_it(company_db):

@@ -37,9 +37,11 @@ def currency_columns(settings: Settings, columns: list[str]) -> tuple[str | None
     return checked_column(wanted.number_column, columns), checked_column(wanted.amount_column, columns)
 
 
-def open_company(settings: Settings, company: CompanySettings) -> CompanySource:
-    """Connect and check the configured columns against the live CustTr table."""
-    db = VismaDatabase(company.odbc.get_secret_value(), company.dialect)
+def open_company(settings: Settings, company: CompanySettings, *, polling: bool = False) -> CompanySource:
+    """Connect and check the configured columns against the live CustTr table. `polling`: for
+    the producer, which only reads, the same statements again and again, from one thread at a
+    time (autocommit, kept statements, one connection: see `VismaDatabase`)."""
+    db = VismaDatabase(company.odbc.get_secret_value(), company.dialect, autocommit=polling, one_connection=polling)
     columns = db.column_names("CustTr")
     marker = checked_marker_column(settings.marker.field, columns)
     currency_column, currency_amount_column = currency_columns(settings, columns)

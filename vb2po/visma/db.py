@@ -38,18 +38,37 @@ def _unreadable(exc: Exception) -> TerminalError:
                          reason="unconvertible_value")
 
 
+MAX_KEPT_STATEMENTS = 8  # prepared statements kept per connection in `autocommit` mode
+
+
+class _OneConnection:
+    """Where `VismaDatabase(one_connection=True)` keeps its connection: like threading.local, shared."""
+
+
 class VismaDatabase:
     """Lazily (re)connected pyodbc connections to one Visma company database, one per thread
     (a pyodbc connection must not be used by two threads at once).
 
     After a transient failure the thread's connection is dropped, so its next call reconnects.
+
+    `autocommit`: for a reader that asks the same few questions again and again (the producer's
+    polls): each SELECT is its own transaction, with no BEGIN and COMMIT round trips around it,
+    and each statement's cursor is kept, so the driver prepares it once, not on every call. A
+    quiet company's poll statement through psqlODBC costs the client ~60 us of CPU so instead of
+    ~200 us with a new cursor and a COMMIT (BENCHMARKS.md, "Latency").
     """
 
-    def __init__(self, connection_string: str, dialect: str | DialectName | None = None, *, login_timeout: int = 10):
+    def __init__(self, connection_string: str, dialect: str | DialectName | None = None, *, login_timeout: int = 10,
+                 autocommit: bool = False, one_connection: bool = False):
+        """`one_connection`: one connection whichever thread calls, for a caller that never calls
+        from two threads at once (the producer: a company's rounds run on any thread of its pool,
+        one at a time), so a company costs the server one connection, not one per thread."""
         self.connection_string = connection_string
         self.dialect: Dialect = dialect_for(dialect or guess_dialect(connection_string))
         self._login_timeout = login_timeout
-        self._local = threading.local()
+        self.autocommit = autocommit
+        self._one_connection = one_connection
+        self._local = self._holder()
         self._all: set[pyodbc.Connection] = set()
         self._all_lock = threading.Lock()
 
@@ -66,11 +85,12 @@ class VismaDatabase:
             if conn is not None:
                 self._all.add(conn)
         self._local.conn = conn
+        self._local.statements = {}  # sql -> its kept cursor (autocommit mode)
 
     def _connection(self) -> pyodbc.Connection:
         if self._conn is None:
             try:
-                self._conn = pyodbc.connect(self.connection_string, autocommit=False, timeout=self._login_timeout)
+                self._conn = pyodbc.connect(self.connection_string, autocommit=self.autocommit, timeout=self._login_timeout)
             except pyodbc.Error as exc:
                 # Failing to connect is worth retrying (server down, network); the message says
                 # which database, never the connection string itself (it may hold a password).
@@ -97,7 +117,7 @@ class VismaDatabase:
         """Rows as tuples, fetched in batches so memory stays flat; ends the read transaction."""
         conn = self._connection()
         try:
-            cursor = conn.cursor()
+            cursor = self._kept_cursor(conn, sql) if self.autocommit else conn.cursor()
             cursor.execute(sql, list(params))
             while True:
                 rows = cursor.fetchmany(batch_size)
@@ -105,10 +125,32 @@ class VismaDatabase:
                     break
                 for row in rows:
                     yield tuple(row)
-            cursor.close()
-            conn.commit()
+            if not self.autocommit:
+                cursor.close()
+                conn.commit()
         except (pyodbc.Error, ValueError, TypeError, OverflowError, ArithmeticError) as exc:
+            if self.autocommit:
+                self._drop_kept_cursor(sql)
             raise self._failed(exc) from exc
+
+    def _kept_cursor(self, conn: pyodbc.Connection, sql: str) -> pyodbc.Cursor:
+        """The cursor this thread last ran `sql` on: pyodbc prepares a statement again only when
+        its text changes."""
+        kept: dict = self._local.statements
+        cursor = kept.pop(sql, None) or conn.cursor()
+        kept[sql] = cursor  # (most recently used last)
+        while len(kept) > MAX_KEPT_STATEMENTS:
+            oldest = next(iter(kept))
+            self._drop_kept_cursor(oldest)
+        return cursor
+
+    def _drop_kept_cursor(self, sql: str) -> None:
+        cursor = getattr(self._local, "statements", {}).pop(sql, None)
+        if cursor is not None:
+            try:
+                cursor.close()
+            except pyodbc.Error:
+                pass
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         """One statement in its own transaction; returns the affected row count."""
@@ -165,7 +207,10 @@ class VismaDatabase:
                 conn.close()
             except pyodbc.Error:
                 pass
-        self._local = threading.local()
+        self._local = self._holder()
+
+    def _holder(self):
+        return _OneConnection() if self._one_connection else threading.local()
 
     def __enter__(self) -> "VismaDatabase":
         return self

@@ -6,6 +6,7 @@ that `identifiers.checked_column` has matched against the live table.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Sequence
 
 from vb2po.visma.dialect import Dialect, DialectName
@@ -62,6 +63,12 @@ def _unmarked(d: Dialect, sel: PaymentSelection) -> tuple[str, list]:
 
 
 def _payment_rule(d: Dialect, sel: PaymentSelection) -> tuple[str, list]:
+    sql, params = _payment_rule_cached(d, sel)
+    return sql, list(params)
+
+
+@lru_cache(maxsize=256)
+def _payment_rule_cached(d: Dialect, sel: PaymentSelection) -> tuple[str, tuple]:
     am, votp = d.quote("Am"), d.quote("VoTp")
     kinds = [f"({am} < 0 AND {votp} IN ({', '.join('?' for _ in sel.voucher_types)}))"]
     params: list = list(sel.voucher_types)
@@ -70,7 +77,7 @@ def _payment_rule(d: Dialect, sel: PaymentSelection) -> tuple[str, list]:
         params += list(sel.reversal_types)
     unmarked, marker_params = _unmarked(d, sel)
     sql = f"({' OR '.join(kinds)}) AND {d.quote('VoDt')} >= ? AND {unmarked}"
-    return sql, [*params, sel.lookback_dt, *marker_params]
+    return sql, (*params, sel.lookback_dt, *marker_params)
 
 
 def _select_list(d: Dialect, sel: PaymentSelection, keys_only: bool) -> str:
@@ -89,27 +96,36 @@ def pending_payments_page(
     """Unmarked payments changed after `after` (exclusive, by full position) up to `upper`.
 
     The date/time part is compared with `>=` and the key breaks ties, so many rows sharing one
-    minute are neither skipped nor read twice.
+    minute are neither skipped nor read twice. The text depends only on the settings (so a
+    driver prepares it once per connection); the positions are parameters.
     """
-    rule, params = _payment_rule(d, sel)
+    _, rule_params = _payment_rule(d, sel)
+    params = [*rule_params, upper[0], upper[0], upper[1]]
+    if after is not None:
+        if d.name is not DialectName.SQLITE:
+            params.append(after.ch_dt)
+        params += [after.ch_dt, after.ch_dt, after.ch_time, after.ch_time, after.jno, after.jno, after.entno]
+    return _pending_payments_sql(d, sel, after is not None, limit, keys_only), params
+
+
+@lru_cache(maxsize=256)
+def _pending_payments_sql(d: Dialect, sel: PaymentSelection, after: bool, limit: int, keys_only: bool) -> str:
+    rule, _ = _payment_rule(d, sel)
     dt, tm, jno, ent = (d.quote(c) for c in ("ChDt", sel.time_column, "JNo", "EntNo"))
     where = [rule, f"({dt} < ? OR ({dt} = ? AND {tm} <= ?))"]
-    params += [upper[0], upper[0], upper[1]]
-    if after is not None:
+    if after:
         if d.name is not DialectName.SQLITE:
             # Redundant, but it lets PostgreSQL and SQL Server seek the index to the cursor
             # instead of scanning it from the start for each page (SQLite plans worse with it).
             where.append(f"{dt} >= ?")
-            params.append(after.ch_dt)
         where.append(
             f"({dt} > ? OR ({dt} = ? AND ({tm} > ? OR ({tm} = ? AND ({jno} > ? OR ({jno} = ? AND {ent} > ?))))))"
         )
-        params += [after.ch_dt, after.ch_dt, after.ch_time, after.ch_time, after.jno, after.jno, after.entno]
     body = (
         f"{_select_list(d, sel, keys_only)} FROM {d.table('CustTr')} WHERE {' AND '.join(where)} "
         f"ORDER BY {dt}, {tm}, {jno}, {ent}"
     )
-    return d.select_top(limit, body), params
+    return d.select_top(limit, body)
 
 
 def unmarked_payments_page(
