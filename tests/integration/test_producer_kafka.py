@@ -137,12 +137,41 @@ def test_block_lift_block_within_seconds_gives_three_events_in_order(make_settin
     assert load_states(settings.kafka)[1].blocks[10000].blocked is True  # survives a restart
 
 
+def test_between_full_comparisons_only_blocked_and_lifted_customers_are_read(make_settings, company_db):
+    """Hundreds of companies per producer: an idle credit-block poll reads the blocked customers,
+    not all of them; a lift is still seen at once, a new unblocked customer at the next full one."""
+    settings = make_settings({1: company_db})
+    with VismaDatabase(company_db) as db:
+        for act_no in range(1, 51):
+            db.execute('INSERT INTO "Actor" ("ActNo", "CustNo", "Nm", "CrSusp", "CrLmt") VALUES (?, ?, ?, ?, ?)',
+                       [act_no, 10000 + act_no, f"Kunde {act_no}", int(act_no <= 3), 0])
+    from producer.publisher import FakePublisher
+    publisher = FakePublisher()
+    source = open_company(settings, settings.company(1), polling=True)
+    poller = CreditBlockPoller(source, publisher, settings.kafka.topics, OSLO, {})
+    first = poller.poll_once()
+    assert (first.rows_read, first.published) == (50, 50)  # the first poll compares everyone: a snapshot
+    idle = poller.poll_once()
+    assert (idle.rows_read, idle.published) == (3, 0)  # then only the three blocked ones are read
+    _set_block(company_db, 2, False)  # lifted
+    _set_block(company_db, 40, True)  # blocked
+    with VismaDatabase(company_db) as db:
+        db.execute('INSERT INTO "Actor" ("ActNo", "CustNo", "Nm", "CrSusp", "CrLmt") VALUES (?, ?, ?, ?, ?)',
+                   [51, 10051, "Ny kunde", 0, 0])
+    changed = poller.poll_once()
+    assert changed.published == 2
+    assert poller.blocks[10002].blocked is False and poller.blocks[10040].blocked is True
+    assert 10051 not in poller.blocks  # unblocked and new: no event until the next full comparison
+    poller.poll_once(reassert=True)
+    assert poller.blocks[10051].blocked is False
+
+
 def test_a_failing_company_does_not_stop_another(make_settings, sqlite_company_db, tmp_path):
-    broken = f"Driver=SQLite3;Database={tmp_path}/no-such-dir/F0002.db"
-    settings = make_settings({1: sqlite_company_db, 2: broken})
+    broken = f"Driver=SQLite3;Database={tmp_path}/no-such-dir/F0417.db"
+    settings = make_settings({1: sqlite_company_db, 417: broken})  # (a number no other test's producer polls)
     with VismaDatabase(sqlite_company_db) as db:
         insert_custtr(db, [payment_row(1, 1, ch_dt=20260401)])
-    errors_before = metrics.PRODUCER_ERRORS.labels("2", "db_unavailable")._value.get()
+    errors_before = metrics.PRODUCER_ERRORS.labels("417", "db_unavailable")._value.get()
     service = ProducerService(settings).start()
     import threading
     runner = threading.Thread(target=service.run, daemon=True)

@@ -29,6 +29,8 @@ def all_statements(d):
     yield mark_payment(d, "Gr4", 1, [(4, 5), (4, 6)])
     yield customers_page(d, 10, 100)
     yield customers_page(d, 10, 100, keys_only=True)
+    yield customers_page(d, None, 100, blocked_only=True)
+    yield customers_page(d, 10, 100, keys_only=True, customer_nos=[10001, 10002, 10003])
     yield customer_by_act_no(d, 7)
     yield currency_register(d), []
     yield d.create_table(CUSTTR), []

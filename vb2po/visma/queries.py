@@ -13,6 +13,7 @@ from vb2po.visma.dialect import Dialect, DialectName
 
 PAYMENT_COLUMNS = ("JNo", "EntNo", "CustNo", "VoNo", "VoDt", "VoTp", "Txt", "Am", "InvoNo", "ChDt")
 KEY_COLUMNS = ("JNo", "EntNo")
+MAX_IN_LIST = 500  # parameters in one IN list (SQL Server takes at most 2,100 per statement)
 MONEY_COLUMNS = ("Am",)
 
 
@@ -175,12 +176,24 @@ def mark_payment(d: Dialect, marker_column: str, marked_value: int | str, keys: 
     return sql, [marked_value, *params, marked_value]
 
 
-def customers_page(d: Dialect, after_act_no: int | None, limit: int, *, keys_only: bool = False) -> tuple[str, list]:
-    """Actors that are customers (CustNo > 0) with their credit block, in ActNo order."""
+def customers_page(d: Dialect, after_act_no: int | None, limit: int, *, keys_only: bool = False,
+                   blocked_only: bool = False, customer_nos: Sequence[int] = ()) -> tuple[str, list]:
+    """Actors that are customers (CustNo > 0) with their credit block, in ActNo order.
+
+    `blocked_only`: those whose CrSusp is anything but 0 (blocked, or a value no block is);
+    `customer_nos`: those with these customer numbers (at most MAX_IN_LIST)."""
+    if len(customer_nos) > MAX_IN_LIST:
+        raise ValueError(f"at most {MAX_IN_LIST} customer numbers per query")
     names = ("ActNo",) if keys_only else ("ActNo", "CustNo", "CrSusp", "CrLmt", "ChDt", "ChTm")
     cols = ", ".join(d.money_select(c) if c == "CrLmt" else d.quote(c) for c in names)
     where = [f"{d.quote('CustNo')} > 0"]
     params: list = []
+    if blocked_only:
+        crsusp = d.quote("CrSusp")
+        where.append(f"({crsusp} <> 0 OR {crsusp} IS NULL)")
+    if customer_nos:
+        where.append(f"{d.quote('CustNo')} IN ({', '.join('?' for _ in customer_nos)})")
+        params += list(customer_nos)
     if after_act_no is not None:
         where.append(f"{d.quote('ActNo')} > ?")
         params.append(after_act_no)
