@@ -2,9 +2,10 @@
 Kafka transactional id, so a slow or failing company never holds up another and a second
 producer instance for the same company is fenced.
 
-A company is polled every `poll_interval_s` while it has new payments, and every
+The companies' rounds run on a small pool of threads (`producer.threads`, `producer.schedule`),
+each company when it is due: every `poll_interval_s` while it has new payments, every
 `idle_poll_interval_s` once it has had none for a minute, so a producer with hundreds of quiet
-companies does not spend its time asking each of them for nothing twice a second."""
+companies does not spend its time asking each of them for nothing several times a second."""
 from __future__ import annotations
 
 import logging
@@ -20,6 +21,7 @@ from producer.credit_blocks import CreditBlockPoller
 from producer.payments import PaymentPoller, PollOutcome
 from producer.publisher import KafkaTransactionalPublisher, ProducerFenced
 from producer.recent import RecentlyPublished
+from producer.schedule import Scheduler
 from producer.state import CompanyState, StateCell, load_states
 from vb2po import metrics
 from vb2po.errors import TerminalError, TransientError
@@ -65,6 +67,14 @@ class CompanyWorker:
         self._sweep_now = False  # set by a settings change: sweep at the next round, whenever the last one was
         self._active_until = 0.0  # monotonic: poll at poll_interval_s until then (a new payment was published)
         self.recent: RecentlyPublished | None = None  # what was published lately; kept across re-opens
+        label = self.label  # the company's series, made once (a round is short: hundreds of them a second)
+        self._poll_duration = metrics.POLL_DURATION.labels(label)
+        self._rows_read = metrics.ROWS_READ.labels(label)
+        self._published = {kind: metrics.EVENTS_PUBLISHED.labels(label, kind) for kind in ("payment", "credit_block")}
+        # The gauges only once they have a value: a company that never polled successfully has no
+        # last-success series (the VB2POPollNeverSucceeded alert asks for exactly that), not a 0.
+        self._cursor_lag = None
+        self._last_success = None
 
     @property
     def label(self) -> str:
@@ -74,7 +84,7 @@ class CompanyWorker:
         if self.payments is not None:
             return
         p = self.settings.producer
-        source = open_company(self.settings, self.company)
+        source = open_company(self.settings, self.company, polling=True)
         publisher = self.publisher
         topics, zone = self.settings.kafka.topics, self.settings.zone
         cell = StateCell(self.initial_state)  # one company record, written by both pollers
@@ -135,7 +145,9 @@ class CompanyWorker:
                                 extra={"company": self.company.company_no})
                 self._sweep_now = False
             self.last_success_at = time.time()
-            metrics.LAST_POLL_SUCCESS.labels(self.label).set(self.last_success_at)
+            if self._last_success is None:
+                self._last_success = metrics.LAST_POLL_SUCCESS.labels(self.label)
+            self._last_success.set(self.last_success_at)
 
     def sweep_due(self) -> float:
         """Unix time of the next sweep: a sweep interval after the last one, which the state topic
@@ -150,14 +162,18 @@ class CompanyWorker:
         return p.poll_interval_s if time.monotonic() < self._active_until else max(p.poll_interval_s, p.idle_poll_interval_s)
 
     def _timed(self, kind: str, poll) -> PollOutcome:
-        with metrics.POLL_DURATION.labels(self.label).time():
-            outcome: PollOutcome = poll()
-        event_type = "credit_block" if kind == "credit_blocks" else "payment"
-        metrics.ROWS_READ.labels(self.label).inc(outcome.rows_read)
-        metrics.EVENTS_PUBLISHED.labels(self.label, event_type).inc(outcome.published)
+        started = time.perf_counter()
+        outcome: PollOutcome = poll()
+        self._poll_duration.observe(time.perf_counter() - started)
+        if outcome.rows_read:
+            self._rows_read.inc(outcome.rows_read)
+        if outcome.published:
+            self._published["credit_block" if kind == "credit_blocks" else "payment"].inc(outcome.published)
         if kind == "payments" and outcome.newest_change is not None:
             age = (datetime.now(timezone.utc) - outcome.newest_change).total_seconds()
-            metrics.CURSOR_LAG.labels(self.label).set(max(0.0, age))
+            if self._cursor_lag is None:
+                self._cursor_lag = metrics.CURSOR_LAG.labels(self.label)
+            self._cursor_lag.set(max(0.0, age))
         if outcome.published or outcome.bad_rows:
             log.info("company %s: %s: published %s events, %s bad rows", self.label, kind, outcome.published, outcome.bad_rows,
                      extra={"company": self.company.company_no})
@@ -169,12 +185,53 @@ class CompanyWorker:
             self.payments.source.db.close_all()
 
 
+class _Rounds:
+    """One company's rounds as the scheduler runs them: what is due, then when to come back (sooner
+    after a new payment, later when quiet, backing off after failures; never once fenced)."""
+
+    def __init__(self, service: "ProducerService", worker: CompanyWorker):
+        self.service = service
+        self.worker = worker
+        self.backoff = Backoff(base_s=0.5, cap_s=30)
+        self.attempt = 0
+
+    def run_round(self) -> float | None:
+        service, worker = self.service, self.worker
+        if service._stop.is_set():
+            return None
+        if not service.settings.integration_enabled:  # switched off by an operator: idle until switched on
+            return service.settings.producer.poll_interval_s
+        try:
+            worker.tick()
+            self.attempt = 0
+            return worker.poll_interval()
+        except ProducerFenced:
+            log.error("company %s: fenced by another producer instance; this instance stops polling it", worker.label,
+                      extra={"company": worker.company.company_no})
+            metrics.PRODUCER_ERRORS.labels(worker.label, "fenced").inc()
+            worker.fenced = True
+            return None
+        except (TransientError, TerminalError) as exc:
+            self.attempt += 1
+            worker.last_failure = (time.time(), exc.reason)
+            metrics.PRODUCER_ERRORS.labels(worker.label, exc.reason).inc()
+            delay = self.backoff.delay(self.attempt)
+            log.warning("company %s: poll failed (%s), retrying in %.1fs: %s", worker.label, exc.reason, delay, exc,
+                        extra={"company": worker.company.company_no, "reason": exc.reason})
+            return delay
+        except Exception:  # noqa: BLE001 - a bug must not silently end a company's rounds
+            self.attempt += 1
+            worker.last_failure = (time.time(), "unexpected")
+            metrics.PRODUCER_ERRORS.labels(worker.label, "unexpected").inc()
+            log.exception("company %s: unexpected error", worker.label, extra={"company": worker.company.company_no})
+            return self.backoff.delay(self.attempt)
+
+
 class ProducerService:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.workers: dict[int, CompanyWorker] = {}
         self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
         self.live: LiveSettings | None = None
 
     def start(self) -> "ProducerService":
@@ -213,47 +270,13 @@ class ProducerService:
         return {n: self.workers[n].fetch_now() for n in companies}
 
     def run(self) -> None:
-        """Run every company's loop until `stop()`."""
-        for n in self.workers:
-            thread = threading.Thread(target=self._loop, args=(self.workers[n],), name=f"company-{n}", daemon=True)
-            thread.start()
-            self._threads.append(thread)
-        for thread in self._threads:
-            while thread.is_alive():
-                thread.join(timeout=0.5)
-
-    def _loop(self, worker: CompanyWorker) -> None:
-        backoff, attempt = Backoff(base_s=0.5, cap_s=30), 0
-        if len(self.workers) > 1:  # spread the companies' rounds over the interval instead of all at once
-            self._stop.wait(random.uniform(0, min(1.0, worker.poll_interval())))
-        while not self._stop.is_set():
-            if not self.settings.integration_enabled:  # switched off by an operator: idle until switched on
-                self._stop.wait(self.settings.producer.poll_interval_s)
-                continue
-            try:
-                worker.tick()
-                attempt = 0
-                self._stop.wait(worker.poll_interval())
-            except ProducerFenced:
-                log.error("company %s: fenced by another producer instance; this instance stops polling it", worker.label,
-                          extra={"company": worker.company.company_no})
-                metrics.PRODUCER_ERRORS.labels(worker.label, "fenced").inc()
-                worker.fenced = True
-                return
-            except (TransientError, TerminalError) as exc:
-                attempt += 1
-                worker.last_failure = (time.time(), exc.reason)
-                metrics.PRODUCER_ERRORS.labels(worker.label, exc.reason).inc()
-                delay = backoff.delay(attempt)
-                log.warning("company %s: poll failed (%s), retrying in %.1fs: %s", worker.label, exc.reason, delay, exc,
-                            extra={"company": worker.company.company_no, "reason": exc.reason})
-                self._stop.wait(delay)
-            except Exception:  # noqa: BLE001 - a bug must not silently end a company's loop
-                attempt += 1
-                worker.last_failure = (time.time(), "unexpected")
-                metrics.PRODUCER_ERRORS.labels(worker.label, "unexpected").inc()
-                log.exception("company %s: unexpected error", worker.label, extra={"company": worker.company.company_no})
-                self._stop.wait(backoff.delay(attempt))
+        """Run every company's rounds until `stop()`, on a pool of `producer.threads` threads."""
+        p = self.settings.producer
+        scheduler = Scheduler(min(p.threads, len(self.workers)) or 1, name="company-rounds")
+        for worker in self.workers.values():
+            # spread the companies' first rounds over a second instead of all at once
+            scheduler.add(_Rounds(self, worker), random.uniform(0, min(1.0, worker.poll_interval())) if len(self.workers) > 1 else 0)
+        scheduler.run(self._stop)
 
     def stop(self) -> None:
         self._stop.set()

@@ -212,8 +212,15 @@ class ProducerSettings(_Section):
                              "commits up to this long (less a minute where CustTr has no ChTmms) after it wrote a "
                              "payment is published by the next poll; a later one by the sweep")
     page_size: int = Field(2000, gt=0, le=100_000, description="rows per read and per Kafka transaction")
-    credit_block_interval_s: float = Field(10.0, gt=0, le=86_400, description="how often Actor.CrSusp is compared with the published state")
-    reassert_interval_s: float = Field(3600.0, gt=0, le=7 * 86_400, description="how often standing blocks are published again")
+    threads: int = Field(4, ge=1, le=256, description="threads polling the companies, each company when it is due "
+                         "(a few carry hundreds of companies; more help only where Visma answers slowly; a company "
+                         "stuck in a query for over 30 s gets a thread of its own meanwhile)")
+    credit_block_interval_s: float = Field(10.0, gt=0, le=86_400, description="how often Actor.CrSusp of the blocked "
+                                           "customers, and of those last published as blocked, is compared with the "
+                                           "published state (every customer's at start and at each re-assertion)")
+    reassert_interval_s: float = Field(3600.0, gt=0, le=7 * 86_400, description="how often standing blocks are published "
+                                       "again and every customer's Actor.CrSusp is compared (a customer created "
+                                       "unblocked gets its first event then)")
     sweep_interval_s: float = Field(300.0, gt=0, le=86_400, description="how often the safety net looks for unmarked "
                                     "payments (also soon after a start; the last sweep's time is kept in Kafka, so "
                                     "restarts do not put it off)")

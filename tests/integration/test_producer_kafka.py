@@ -8,12 +8,13 @@ from zoneinfo import ZoneInfo
 
 import pyodbc
 import pytest
+from prometheus_client import REGISTRY
 
 from devstack.visma_seed import custtr_insert_sql, custtr_values, insert_custtr
 from vb2po.visma.company import open_company
 from producer.credit_blocks import CreditBlockPoller
 from producer.payments import PaymentPoller
-from producer.publisher import KafkaTransactionalPublisher, Outgoing, ProducerFenced
+from producer.publisher import FakePublisher, KafkaTransactionalPublisher, Outgoing, ProducerFenced
 from producer.service import ProducerService, transactional_id
 from producer.state import CompanyState, load_states
 from schemas.codec import decode
@@ -145,7 +146,6 @@ def test_between_full_comparisons_only_blocked_and_lifted_customers_are_read(mak
         for act_no in range(1, 51):
             db.execute('INSERT INTO "Actor" ("ActNo", "CustNo", "Nm", "CrSusp", "CrLmt") VALUES (?, ?, ?, ?, ?)',
                        [act_no, 10000 + act_no, f"Kunde {act_no}", int(act_no <= 3), 0])
-    from producer.publisher import FakePublisher
     publisher = FakePublisher()
     source = open_company(settings, settings.company(1), polling=True)
     poller = CreditBlockPoller(source, publisher, settings.kafka.topics, OSLO, {})
@@ -178,8 +178,13 @@ def test_a_failing_company_does_not_stop_another(make_settings, sqlite_company_d
     runner.start()
     try:
         wait_for(lambda: len(payments_in_topic(settings)) == 1, timeout=60, what="company 1's payment")
-        wait_for(lambda: metrics.PRODUCER_ERRORS.labels("2", "db_unavailable")._value.get() > errors_before,
-                 timeout=30, what="company 2's failure to be counted")
+        wait_for(lambda: metrics.PRODUCER_ERRORS.labels("417", "db_unavailable")._value.get() > errors_before,
+                 timeout=30, what="company 417's failure to be counted")
+        last_success = "vb2po_producer_last_success_timestamp_seconds"
+        wait_for(lambda: (REGISTRY.get_sample_value(last_success, {"company": "1"}) or 0) > 0, timeout=30,
+                 what="company 1's last successful poll in the metrics")
+        # never polled successfully: no series at all, not a 0 (VB2POPollNeverSucceeded asks for its absence)
+        assert REGISTRY.get_sample_value(last_success, {"company": "417"}) is None
     finally:
         service.close()
         runner.join(timeout=30)
