@@ -1,7 +1,7 @@
 # The two commands a person needs: `make demo` and `make test`. Both install what is missing.
 PY := .venv/bin/python
 
-.PHONY: demo test deps unit image check-deploy bench-producer bench-consumer bench-settings clean
+.PHONY: demo test deps unit image check-deploy bench-producer bench-consumer bench-settings bench-latency clean
 
 deps:
 	@bash devstack/deps.sh
@@ -30,6 +30,10 @@ bench-consumer: deps
 
 bench-settings: deps
 	@$(PY) -m bench.settings_change
+
+# Commit -> Kafka -> PowerOffice latency, late commits, republications, 1 to 500 companies per producer (~15 min).
+bench-latency: deps
+	@$(PY) -m bench.latency
 
 clean:
 	rm -rf .venv build *.egg-info .pytest_cache

@@ -35,7 +35,8 @@ def _as_postgres_user(cmd: list[str]) -> list[str]:
 
 
 class PostgresServer:
-    def __init__(self, workdir: Path | None = None):
+    def __init__(self, workdir: Path | None = None, *, max_connections: int = 200):
+        self.max_connections = max_connections
         self._own_workdir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="vb2po-pg-"))
         self.datadir = self.workdir / "data"
@@ -51,7 +52,7 @@ class PostgresServer:
             check=True, capture_output=True, text=True,
         )
         self.port = free_port()
-        opts = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.workdir} -c fsync=off -c max_connections=200"
+        opts = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.workdir} -c fsync=off -c max_connections={self.max_connections}"
         subprocess.run(
             _as_postgres_user([_pg_bin("pg_ctl"), "-D", str(self.datadir), "-l", str(self.workdir / "server.log"),
                                "-o", opts, "-w", "-t", str(int(timeout)), "start"]),
@@ -79,12 +80,13 @@ class PostgresServer:
             f"Uid=postgres;Pwd=unused;UseServerSidePrepare=1"
         )
 
-    def create_database(self, name: str) -> str:
-        """A fresh (emptied if it exists) database; returns its ODBC connection string."""
+    def create_database(self, name: str, *, template: str | None = None) -> str:
+        """A fresh (emptied if it exists) database, a copy of `template` if given (files copied:
+        much faster than loading the same rows again); returns its ODBC connection string."""
         conn = pyodbc.connect(self.connection_string("postgres"), autocommit=True)
         try:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            conn.execute(f'CREATE DATABASE "{name}"')
+            conn.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
         finally:
             conn.close()
         return self.connection_string(name)

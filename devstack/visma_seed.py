@@ -93,13 +93,13 @@ def insert_actors(db: VismaDatabase, spec: DatasetSpec) -> int:
     return len(values)
 
 
-def seed_company(db: VismaDatabase, spec: DatasetSpec, *, progress: bool = False) -> int:
+def seed_company(db: VismaDatabase, spec: DatasetSpec, *, progress: bool = False, minute_precision: bool = False) -> int:
     """Tables plus the dataset's actors and CustTr rows; returns the CustTr row count."""
-    create_tables(db)
+    create_tables(db, minute_precision=minute_precision)
     insert_actors(db, spec)
     total = 0
     for chunk in chunks(iter(custtr_rows(spec)), 20_000):
-        total += insert_custtr(db, chunk)
+        total += insert_custtr(db, chunk, minute_precision=minute_precision)
         if progress:
             print(f"  company {spec.company_no}: {total:,}/{spec.size:,} CustTr rows", file=sys.stderr)
     return total
