@@ -205,7 +205,7 @@ class ProducerSettings(_Section):
 
     poll_interval_s: float = Field(0.25, gt=0, le=3600, description="how often a company that had a new payment in the "
                                    "last minute is polled")
-    idle_poll_interval_s: float = Field(1.0, gt=0, le=3600, description="how often a company without a new payment for a "
+    idle_poll_interval_s: float = Field(0.75, gt=0, le=3600, description="how often a company without a new payment for a "
                                         "minute is polled (the first payment after a quiet spell waits up to this long)")
     overlap_s: float = Field(120.0, ge=0, le=86_400, description="each poll also re-reads the unmarked payments changed "
                              "this long behind its cursor and publishes those not published yet: a transaction that "
