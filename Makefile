@@ -1,7 +1,7 @@
 # The two commands a person needs: `make demo` and `make test`. Both install what is missing.
 PY := .venv/bin/python
 
-.PHONY: demo test deps unit image check-deploy bench-producer bench-consumer bench-settings clean
+.PHONY: demo test deps unit image check-deploy fuzz bench-producer bench-consumer bench-settings clean
 
 deps:
 	@bash devstack/deps.sh
@@ -18,6 +18,11 @@ unit: deps
 # The OCI image vb2po:<version> in build/image/vb2po (and build/vb2po-<version>.oci.tar), no Docker needed.
 image: deps
 	@$(PY) -m devstack.image build
+
+# Property-based fuzzing of the real stack at full size (10,000 hostile records, 200 hostile rows); the
+# test suite runs it small. Last line: fuzz: <N> cases, <d> dead-lettered, <c> crashed, ...
+fuzz: deps
+	@$(PY) -m tests.fuzz
 
 check-deploy: deps
 	@bash devstack/check_deploy.sh

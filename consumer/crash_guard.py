@@ -25,6 +25,7 @@ GIVE_UP_ALONE = 2  # sessions that died while the record ran alone, before it is
 ISOLATION_S = 15.0  # how long the suspect record runs alone before the others resume (it is not crashing)
 
 NORMAL, ISOLATE, GIVE_UP = "normal", "isolate", "give_up"
+NO_OFFSET = -1  # a partition with nothing committed yet
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,9 @@ after which the record is read again.
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable, Protocol, Sequence
@@ -94,6 +96,8 @@ class RecordHandler:
         self.memory = memory if memory is not None else MemoryDeadLetterMemory()
         self.backoff = backoff
         self.now = now
+        self._writing: dict[str, threading.Lock] = {}  # one writer per content: copies in two lanes give one letter
+        self._writing_lock = threading.Lock()
 
     # -- the poll's batch ------------------------------------------------------------------
     def prepare(self, records: Sequence[Record]) -> list[Prepared]:
@@ -145,15 +149,15 @@ class RecordHandler:
             return Prepared(p.record, p.event, p.fingerprint, p.error, done=True)
         return p
 
-    @staticmethod
-    def _with_row(p: Prepared, rows: dict) -> Prepared:
+    def _with_row(self, p: Prepared, rows: dict) -> Prepared:
         if p.done or p.error is not None or not isinstance(p.event, PaymentEvent):
             return p
         key = (p.event.payload.company_no, p.event.payload.jno, p.event.payload.entno)
         if key not in rows:
             return p
         row = rows[key]
-        return Prepared(p.record, p.event, p.fingerprint, None, done=row is not None and row.marked, seen=row)
+        done = row is not None and row.marked and self.payments.agrees(p.event, row)
+        return Prepared(p.record, p.event, p.fingerprint, None, done=done, seen=row)
 
     # -- one record ------------------------------------------------------------------------
     def handle(self, item: Prepared | Record, cancelled: Callable[[], bool] = lambda: False, *,
@@ -199,6 +203,16 @@ class RecordHandler:
         if _sleep_unless(cancelled, delay):
             raise StopRequested() from error
 
+    @contextmanager
+    def _writer(self, digest: str):
+        with self._writing_lock:
+            lock = self._writing.setdefault(digest, threading.Lock())
+        with lock:
+            yield
+        with self._writing_lock:
+            if len(self._writing) > 10_000:  # (the memory remembers; the locks need not)
+                self._writing.clear()
+
     def _dead_letter(self, p: Prepared, error: TerminalError, attempts: int, first: datetime,
                      cancelled: Callable[[], bool]) -> str:
         record, event = p.record, p.event
@@ -215,10 +229,11 @@ class RecordHandler:
         while True:  # a letter that cannot be written yet is retried: the record is not finished before it is
             attempt += 1
             try:
-                if self.memory.knows(p.fingerprint):  # another instance wrote it meanwhile
-                    return ALREADY_DEAD_LETTERED
-                letter_id = self.dead_letters.send(letter, record.key)
-                self.memory.remember(p.fingerprint, letter_id, letter)
+                with self._writer(p.fingerprint):
+                    if self.memory.knows(p.fingerprint):  # a copy elsewhere was dead-lettered meanwhile
+                        return ALREADY_DEAD_LETTERED
+                    letter_id = self.dead_letters.send(letter, record.key)
+                    self.memory.remember(p.fingerprint, letter_id, letter)
                 break
             except Exception as exc:  # noqa: BLE001 - writing the letter is part of the boundary
                 failure = as_vb2po_error(exc)

@@ -157,6 +157,8 @@ class PaymentApplier:
             raise TerminalError(f"Visma company {p.company_no} holds no row {row_key_text(key)}: nothing is posted for "
                                 "a payment Visma does not hold", reason="not_in_visma")
         if current.marked:
+            if not self.agrees(event, current):  # the row was processed, but never as this event says
+                self._facts(visma, current, p)  # raises the dead letter that says where they differ
             metrics.EVENTS_SKIPPED.labels("payment", ALREADY_MARKED).inc()
             return ALREADY_MARKED
         facts = self._facts(visma, current, p)
@@ -164,6 +166,17 @@ class PaymentApplier:
             return self._reverse(event, facts, route, visma)
         invoice_no = self._invoice_no(facts, p.company_no, route)
         return self._post_and_mark(event, facts, route, invoice_no, [key], reversal=False)
+
+    def agrees(self, event: PaymentEvent, current: VismaRow) -> bool:
+        """Does the event say what the (marked) row says? A marked row whose rule no longer holds
+        (the lookback date moved, say) cannot be judged: it is taken to agree, nothing is posted."""
+        visma = self.visma.get(event.payload.company_no)
+        if visma is None:
+            return False
+        try:
+            return not differences(event.payload, visma.facts(current.row, self.now().astimezone(self.zone).date()))
+        except BadRow:
+            return current.marked
 
     def _facts(self, visma: VismaPayments, current: VismaRow, p: PaymentPayload) -> PaymentFacts:
         where = f"Visma company {p.company_no} row {p.key}"

@@ -29,7 +29,7 @@ from consumer.routing import Route, routes_by_company
 from consumer.visma import VismaCompanyPayments
 from vb2po import metrics
 from vb2po.errors import Vb2poError
-from vb2po.kafka.clients import event_consumer, partitions_of, plain_producer
+from vb2po.kafka.clients import event_consumer, partitions_of, plain_producer, poll
 from vb2po.kafka.topics import ensure_topics
 from vb2po.live_settings import LiveSettings, follow_settings, version_in
 from vb2po.poweroffice.client import PowerOfficeClient
@@ -123,7 +123,8 @@ class ConsumerService:
         self.payments = PaymentApplier(routes, self.apis, build_visma(settings, routes),
                                        unmatched=settings.unmatched_payments, applied=self._applied, zone=settings.zone)
         self.denied = KafkaDeniedProjectsStore(settings.kafka) if settings.credit_block_sync else None
-        credit_blocks = CreditBlockApplier(routes, self.apis, self.denied) if self.denied else IgnoredCreditBlocks()
+        credit_blocks = CreditBlockApplier(routes, self.apis, self.denied, self.payments.visma) if self.denied \
+            else IgnoredCreditBlocks()
         self.handler = RecordHandler(
             self.payments, credit_blocks, KafkaDeadLetterSink(self._dlq_producer, settings.kafka.topics.dead_letters),
             settings=settings, memory=self._memory)
@@ -188,7 +189,7 @@ class ConsumerService:
         next_lag = 0.0
         try:
             while not (self._stop.is_set() or self._reload.is_set()):
-                polled = consumer.poll(timeout_ms=consumer_settings.poll_timeout_ms)
+                polled = poll(consumer, consumer_settings.poll_timeout_ms)
                 if self._produced_under_newer_settings(polled):
                     break  # nothing of this poll is started: the next session reads it again
                 self._read_marks(consumer)
@@ -244,23 +245,27 @@ class ConsumerService:
                 continue
             try:
                 committed = consumer.committed(tp, metadata=True)
-                offset = committed.offset if committed is not None else consumer.position(tp)
             except KafkaError as exc:
                 log.warning("could not read the committed offset of %s (%s); trying again next poll", tp, exc)
                 continue
-            mark = crash_guard.read_mark(offset, committed.metadata if committed is not None else None)
+            if committed is None:  # nothing committed yet: the mark goes on the first record this session takes
+                self._marks[tp] = crash_guard.Mark(crash_guard.NO_OFFSET, 0, 0)
+                continue
+            mark = crash_guard.read_mark(committed.offset, committed.metadata)
             self._marks[tp] = mark
-            self._partitions.trackers.setdefault(tp, PartitionOffsets()).committed = offset
+            self._partitions.trackers.setdefault(tp, PartitionOffsets()).committed = committed.offset
             verdict = crash_guard.verdict(mark)
             if verdict != crash_guard.NORMAL:
                 metrics.CRASH_GUARD.labels(verdict).inc()
                 log.warning("%s[%s]@%s: %s session(s) before this one died while processing it (%s of them with the "
-                            "record alone): %s", tp.topic, tp.partition, offset, mark.started, mark.alone,
+                            "record alone): %s", tp.topic, tp.partition, mark.offset, mark.started, mark.alone,
                             "it is set aside unapplied" if verdict == crash_guard.GIVE_UP else "it runs alone first")
 
     def _mark_start(self, consumer, tp: TopicPartition, offset: int, *, alone: bool) -> None:
         """Before the partition's first record is processed: count this session into the commit metadata."""
         mark = self._marks.get(tp)
+        if mark is not None and mark.offset == crash_guard.NO_OFFSET:
+            mark = self._marks[tp] = crash_guard.Mark(offset, 0, 0)  # (not the fetch position: it runs ahead)
         if mark is None or tp in self._marked or offset != mark.offset:
             return
         try:

@@ -17,7 +17,7 @@ from vb2po.errors import TerminalError
 from vb2po.settings import Settings
 from vb2po.visma.company import CompanySource, open_company
 from vb2po.visma.payments import PaymentFacts, PaymentRow, interpret
-from vb2po.visma.queries import mark_payment, payment_rows_by_keys, payment_rows_of_invoice
+from vb2po.visma.queries import customer_by_act_no, mark_payment, payment_rows_by_keys, payment_rows_of_invoice
 
 KEYS_PER_LOOKUP = 200  # (JNo, EntNo) pairs per statement: 400 parameters, well under every driver's limit
 Key = tuple[int, int]
@@ -48,6 +48,11 @@ class VismaPayments(Protocol):
 
     def mark(self, keys: Collection[Key]) -> int:
         """Set the marker on these still-unmarked rows in one statement; returns the rows changed."""
+        ...
+
+    def actor(self, act_no: int) -> tuple[int, bool | None] | None:
+        """(customer number, credit-blocked) of an Actor row, blocked None when CrSusp is no 0/1;
+        None when there is no such row."""
         ...
 
 
@@ -103,6 +108,13 @@ class VismaCompanyPayments:
                                    sorted(set(keys)))
         return source.db.execute(sql, params)
 
+    def actor(self, act_no: int) -> tuple[int, bool | None] | None:
+        source = self.source
+        sql, params = customer_by_act_no(source.db.dialect, act_no)
+        for _, cust_no, cr_susp, *_ in list(source.db.query(sql, params)):
+            return read_actor(cust_no, cr_susp)
+        return None
+
     def close(self) -> None:
         with self._lock:
             if self._source is not None:
@@ -110,11 +122,24 @@ class VismaCompanyPayments:
                 self._source = None
 
 
+def read_actor(cust_no: object, cr_susp: object) -> tuple[int, bool | None]:
+    try:
+        customer = int(cust_no)
+    except (TypeError, ValueError):
+        customer = 0
+    try:
+        state = int(cr_susp)
+    except (TypeError, ValueError):
+        state = -1
+    return customer, (state == 1) if state in (0, 1) else None
+
+
 class FakeVismaPayments:
     """In-memory CustTr for unit tests: rows by key, a marker flag each, the same `interpret`."""
 
-    def __init__(self, rows: list[PaymentRow], rule, currencies) -> None:
+    def __init__(self, rows: list[PaymentRow], rule, currencies, actors: dict[int, tuple[int, int]] | None = None) -> None:
         self.rows = {(int(r.jno), int(r.entno)): r for r in rows}
+        self.actors = dict(actors or {})  # ActNo -> (CustNo, CrSusp)
         self.marked: set[Key] = set()
         self.rule, self.currencies = rule, currencies
         self.writes = 0
@@ -130,6 +155,10 @@ class FakeVismaPayments:
 
     def facts(self, row: PaymentRow, today: date) -> PaymentFacts:
         return interpret(row, self.rule, self.currencies, today)
+
+    def actor(self, act_no: int) -> tuple[int, bool | None] | None:
+        found = self.actors.get(act_no)
+        return None if found is None else read_actor(*found)
 
     def mark(self, keys: Collection[Key]) -> int:
         fresh = {k for k in keys if k in self.rows and k not in self.marked}

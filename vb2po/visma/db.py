@@ -96,6 +96,7 @@ class VismaDatabase:
     def query(self, sql: str, params: Sequence[Any] = (), *, batch_size: int = 1000) -> Iterator[tuple]:
         """Rows as tuples, fetched in batches so memory stays flat; ends the read transaction."""
         conn = self._connection()
+        finished = False
         try:
             cursor = conn.cursor()
             cursor.execute(sql, list(params))
@@ -107,8 +108,12 @@ class VismaDatabase:
                     yield tuple(row)
             cursor.close()
             conn.commit()
+            finished = True
         except (pyodbc.Error, ValueError, TypeError, OverflowError, ArithmeticError) as exc:
             raise self._failed(exc) from exc
+        finally:
+            if not finished:  # a caller that stopped reading early: end the read transaction here (an open
+                self._rollback_quietly()  # one keeps SQLite from letting this connection write later)
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         """One statement in its own transaction; returns the affected row count."""
