@@ -22,6 +22,7 @@ from consumer.credit_blocks import CreditBlockApplier, IgnoredCreditBlocks
 from consumer.dead_letters import KafkaDeadLetterMemory, KafkaDeadLetterSink
 from consumer.denied_projects import KafkaDeniedProjectsStore
 from consumer.handler import Prepared, Record, RecordHandler, StopRequested
+from consumer.intents import KafkaIntentStore
 from consumer.lanes import KeyedLanes
 from consumer.offsets import PartitionOffsets
 from consumer.payments import PaymentApplier
@@ -39,6 +40,7 @@ from vb2po.settings import Settings
 log = logging.getLogger(__name__)
 
 LAG_REFRESH_S = 5.0
+SETTLE_MARGIN_S = 5.0  # a request another consumer sent is over this long after its client timeout
 
 
 def build_apis(settings: Settings, routes: dict[int, Route]) -> dict[int, PowerOfficeClient]:
@@ -107,6 +109,7 @@ class ConsumerService:
         self._dlq_producer = plain_producer(settings.kafka, "vb2po-consumer-dead-letters")
         self._memory = KafkaDeadLetterMemory(settings.kafka)
         self._applied = KafkaAppliedLog(settings.kafka)  # the console's "registered today"
+        self._intents = KafkaIntentStore(settings.kafka)  # vouchers on their way (exactly once without PowerOffice's help)
         self.live: LiveSettings | None = None
         self._consumer = None
         self._marks: dict[TopicPartition, crash_guard.Mark] = {}  # what the last commit said about each first record
@@ -121,7 +124,9 @@ class ConsumerService:
         routes = routes_by_company(settings)
         self.apis = build_apis(settings, routes)
         self.payments = PaymentApplier(routes, self.apis, build_visma(settings, routes),
-                                       unmatched=settings.unmatched_payments, applied=self._applied, zone=settings.zone)
+                                       unmatched=settings.unmatched_payments, applied=self._applied,
+                                       intents=self._intents, settle_s=settings.poweroffice.timeout_s + SETTLE_MARGIN_S,
+                                       zone=settings.zone)
         self.denied = KafkaDeniedProjectsStore(settings.kafka) if settings.credit_block_sync else None
         credit_blocks = CreditBlockApplier(routes, self.apis, self.denied, self.payments.visma) if self.denied \
             else IgnoredCreditBlocks()
@@ -169,6 +174,7 @@ class ConsumerService:
         leaving = threading.Event()  # this session in the group ends: unfinished records wait for the next
         self._leaving = leaving
         self.warm_up()
+        self._intents.sync()
         consumer = event_consumer(
             kafka, group_id=kafka.consumer_group, max_poll_records=consumer_settings.max_records,
             group_instance_id=consumer_settings.instance_id, session_timeout_ms=consumer_settings.session_timeout_ms,
@@ -413,4 +419,5 @@ class ConsumerService:
         self._dlq_producer.close(timeout=10)
         self._memory.close()
         self._applied.close()
+        self._intents.close()
         self._release()

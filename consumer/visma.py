@@ -29,6 +29,7 @@ class VismaRow:
 
     row: PaymentRow
     marked: bool
+    intents_seen: int = 0  # the intent log's position before the row was read (consumer.intents); 0: unknown
 
     @property
     def key(self) -> Key:

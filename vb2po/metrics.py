@@ -26,6 +26,8 @@ TRANSIENT_RETRIES = Counter("vb2po_consumer_retries_total", "Transient failures 
 DEAD_LETTERED_OPEN = Gauge("vb2po_consumer_dead_lettered_payments_open", "Payments (and other items) with a dead letter "
                            "not yet redriven, counted once however often they were delivered (every consumer instance "
                            "reports the same total: take max)")
+REFERENCE_CHECKS = Counter("vb2po_consumer_reference_checks_total", "Vouchers looked up in PowerOffice by their reference "
+                           "after an outcome vb2po could not trust, by what was found", ["outcome"])
 CRASH_GUARD = Counter("vb2po_consumer_crash_guard_total", "Records the consumer ran alone (isolate) or dead-lettered "
                       "unapplied (give_up) because sessions before died while processing them", ["verdict"])
 APPLIED_LOG_FAILURES = Counter("vb2po_consumer_applied_log_failures_total",
