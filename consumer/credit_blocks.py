@@ -4,17 +4,14 @@ service denied get it back. Safe to repeat: each step checks the current state f
 from __future__ import annotations
 
 from consumer.denied_projects import DeniedProjectsStore
+from consumer.outcomes import ALREADY_APPLIED, APPLIED, IGNORED, SUPERSEDED
 from consumer.routing import Route, route_for
 from consumer.visma import VismaPayments
-from vb2po.errors import TerminalError
 from schemas.events import CreditBlockEvent
 from vb2po import metrics
+from vb2po.errors import TerminalError
 from vb2po.poweroffice.api import PowerOfficeApi
 
-APPLIED = "applied"
-ALREADY_APPLIED = "already_applied"
-IGNORED = "ignored"
-SUPERSEDED = "superseded"  # Visma's state changed since the event: the event of the change applies it
 
 
 class IgnoredCreditBlocks:

@@ -19,7 +19,8 @@ from datetime import datetime, timezone
 from typing import Callable, Protocol, Sequence
 
 from consumer.dead_letters import DeadLetterMemory, DeadLetterSink, MemoryDeadLetterMemory, fingerprint
-from consumer.payments import ALREADY_MARKED, UNREAD
+from consumer.outcomes import ALREADY_DEAD_LETTERED, ALREADY_MARKED, DEAD_LETTERED
+from consumer.payments import UNREAD
 from consumer.validation import check_in_context
 from schemas.codec import UndecodableEvent, decode
 from schemas.events import CreditBlockEvent, PaymentEvent
@@ -32,8 +33,6 @@ from vb2po.settings import Settings
 
 log = logging.getLogger(__name__)
 
-DEAD_LETTERED = "dead_lettered"
-ALREADY_DEAD_LETTERED = "already_dead_lettered"
 CRASHED_CONSUMER = "crashed_consumer"
 
 

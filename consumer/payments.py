@@ -32,6 +32,7 @@ from typing import Callable, Iterable
 from consumer.applied_log import AppliedLog, AppliedPayment
 from consumer.intents import PROCESS_OWNER, Intent, IntentStore, MemoryIntentStore
 from consumer.invoices import InvoiceDirectory
+from consumer.outcomes import ALREADY_APPLIED, ALREADY_MARKED, ANNULLED, APPLIED
 from consumer.routing import Route, route_for
 from consumer.visma import Key, VismaPayments, VismaRow, require_marked
 from schemas.events import PaymentEvent, PaymentPayload
@@ -39,16 +40,11 @@ from vb2po import metrics
 from vb2po.errors import TerminalError, TransientError, Vb2poError
 from vb2po.poweroffice.api import PowerOfficeApi
 from vb2po.poweroffice.errors import DUPLICATE_REFERENCE, TIMEOUT
-from vb2po.poweroffice.models import ALREADY_APPLIED as ALREADY_APPLIED_RESULT
 from vb2po.poweroffice.models import OutgoingInvoice, PaymentPosting, PostingResult
 from vb2po.visma.payments import REVERSAL, BadRow, PaymentFacts
 
 log = logging.getLogger(__name__)
 
-APPLIED = "applied"
-ALREADY_APPLIED = "already_applied"
-ALREADY_MARKED = "already_marked"
-ANNULLED = "annulled"  # a reversal of a payment never registered: both marked, nothing posted
 INTENT_SETTLING = "intent_settling"  # (transient) an earlier attempt may still be on its way
 INTENT_CONFLICT = "intent_conflict"  # (transient) another attempt was recorded meanwhile: read the row again
 
@@ -309,7 +305,7 @@ class PaymentApplier:
                 log.info("%s is in PowerOffice already (an earlier attempt got it there, its answer never came back): "
                          "not posted again", reference)
                 self._unsure.pop(reference, None)
-                return PostingResult(ALREADY_APPLIED_RESULT, reference)
+                return PostingResult(ALREADY_APPLIED, reference)
         mine = Intent(self.owner, self.now().timestamp(), facts.customer_no, posting.posting_date.isoformat())
         claim = self.intents.claim(reference, mine, since)
         if not claim.won:

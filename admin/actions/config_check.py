@@ -107,10 +107,6 @@ def _reachable(servers: str, timeout_s: float) -> list[str]:
     return errors
 
 
-def check_kafka(settings: Settings, timeout_s: float = 5) -> list[Finding]:
-    return _check_kafka(settings, timeout_s)[0]
-
-
 def _check_kafka(settings: Settings, timeout_s: float) -> tuple[list[Finding], set[str]]:
     """The findings, and the topics that exist (none when Kafka cannot be asked)."""
     from vb2po.kafka.clients import admin_client

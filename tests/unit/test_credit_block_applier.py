@@ -7,7 +7,8 @@ from decimal import Decimal
 
 import pytest
 
-from consumer.credit_blocks import ALREADY_APPLIED, APPLIED, SUPERSEDED, CreditBlockApplier
+from consumer.credit_blocks import CreditBlockApplier
+from consumer.outcomes import ALREADY_APPLIED, APPLIED, SUPERSEDED
 from consumer.denied_projects import FakeDeniedProjectsStore
 from consumer.routing import Route
 from consumer.visma import FakeVismaPayments

@@ -12,10 +12,8 @@ import pytest
 import requests
 
 from consumer.intents import Intent, MemoryIntentStore
-from consumer.payments import (
-    ALREADY_APPLIED, ALREADY_MARKED, APPLIED, INTENT_CONFLICT, INTENT_SETTLING, PaymentApplier,
-    external_import_reference,
-)
+from consumer.outcomes import ALREADY_APPLIED, ALREADY_MARKED, APPLIED
+from consumer.payments import INTENT_CONFLICT, INTENT_SETTLING, PaymentApplier, external_import_reference
 from consumer.routing import Route
 from consumer.visma import FakeVismaPayments
 from devstack.dataset import DatasetSpec, invoices, payment_rows

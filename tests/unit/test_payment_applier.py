@@ -9,9 +9,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from consumer.payments import (
-    ALREADY_APPLIED, ALREADY_MARKED, ANNULLED, APPLIED, ON_ACCOUNT, PaymentApplier, external_import_reference,
-)
+from consumer.outcomes import ALREADY_APPLIED, ALREADY_MARKED, ANNULLED, APPLIED
+from consumer.payments import ON_ACCOUNT, PaymentApplier, external_import_reference
 from consumer.routing import Route, routes_by_company
 from consumer.visma import FakeVismaPayments
 from devstack.dataset import DatasetSpec, customers, invoices, payment_rows

@@ -10,7 +10,8 @@ import pytest
 from kafka.errors import MessageSizeTooLargeError
 
 from consumer.dead_letters import FakeDeadLetterSink, KafkaDeadLetterSink, MemoryDeadLetterMemory
-from consumer.handler import ALREADY_DEAD_LETTERED, DEAD_LETTERED, Record, RecordHandler, StopRequested
+from consumer.handler import Record, RecordHandler, StopRequested
+from consumer.outcomes import ALREADY_DEAD_LETTERED, DEAD_LETTERED
 from schemas.codec import encode
 from schemas.events import PaymentEvent, PaymentPayload, Source, payment_event_id
 from vb2po.errors import TerminalError, TransientError
