@@ -39,7 +39,7 @@ from schemas.events import PaymentEvent, PaymentPayload
 from vb2po import metrics
 from vb2po.errors import TerminalError, TransientError, Vb2poError
 from vb2po.poweroffice.api import PowerOfficeApi
-from vb2po.poweroffice.errors import DUPLICATE_REFERENCE, TIMEOUT
+from vb2po.poweroffice.errors import DUPLICATE_REFERENCE, RATE_LIMITED, TIMEOUT
 from vb2po.poweroffice.models import OutgoingInvoice, PaymentPosting, PostingResult
 from vb2po.visma.payments import REVERSAL, BadRow, PaymentFacts
 
@@ -124,6 +124,7 @@ class PaymentApplier:
         self.owner = owner  # this process: its own intents need no settling
         self.settle_s = settle_s  # how long a request another process sent may still be on its way
         self._unsure: dict[str, float] = {}  # reference -> when a request that may still be running began
+        self._refused: set[str] = set()  # references whose last POST from here was refused unhandled (429)
         self.invoices = invoices if invoices is not None else {n: InvoiceDirectory(api) for n, api in apis.items()}
         self.now = now
         self.zone = zone
@@ -289,7 +290,8 @@ class PaymentApplier:
         claim the reference before posting (`since`: the intent log's position when the row was read)."""
         reference = posting.external_import_reference
         earlier = self.intents.get(reference)
-        if earlier is not None:
+        refused_here = earlier is not None and earlier.owner == self.owner and reference in self._refused
+        if earlier is not None and not refused_here:
             on_its_way = self._unsure.get(reference)  # a request from here that may still be running
             if earlier.owner != self.owner:
                 on_its_way = max(on_its_way or 0.0, earlier.at)
@@ -315,11 +317,16 @@ class PaymentApplier:
             raise TransientError(f"another attempt at {reference} was recorded after its Visma row was read: the row "
                                  "is read again before anything is posted", reason=INTENT_CONFLICT, retry_after=0.0)
         self._unsure.pop(reference, None)
+        self._refused.discard(reference)
         try:
             return api.post_payment(posting)
         except TransientError as exc:
             if exc.reason == TIMEOUT:  # the server may still be working on it: the look-up waits
                 self._remember_unsure(reference, mine.at)
+            elif exc.reason == RATE_LIMITED:  # refused before it was handled: nothing to look up
+                if len(self._refused) > 10_000:
+                    self._refused.clear()
+                self._refused.add(reference)
             raise
         except TerminalError as exc:
             if exc.reason != DUPLICATE_REFERENCE:  # refused: nothing was posted, nothing to look for

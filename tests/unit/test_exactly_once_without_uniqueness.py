@@ -21,7 +21,7 @@ from devstack.visma_seed import payment_row
 from producer.rows import RowReader
 from tests.fakes.poweroffice import FakePowerOffice
 from vb2po.errors import TerminalError, TransientError
-from vb2po.poweroffice.errors import classify
+from vb2po.poweroffice.errors import classify, classify_problem
 from vb2po.settings import InvoiceClientSettings
 from vb2po.visma.payments import CurrencyBook, PaymentRow, PaymentRule
 
@@ -205,6 +205,18 @@ def test_two_consumers_racing_for_one_payment_cannot_both_post():
     assert reason_of(settling) == INTENT_SETTLING  # the claim it lost to is still young
     world.clock.advance(SETTLE_S)
     assert mine.apply(event(payment)) == ALREADY_APPLIED
+    assert world.vouchers_of(payment) == 1
+
+
+def test_a_voucher_refused_for_the_rate_limit_is_posted_again_without_a_look_up():
+    payment = rows()[0]
+    world = World([payment])
+    consumer = world.consumer("a")
+    world.po.fail_next(classify_problem(429, None, retry_after="1"), method="post_payment")
+    with pytest.raises(TransientError):
+        consumer.apply(event(payment))
+    assert consumer.apply(event(payment)) == APPLIED
+    assert world.po.calls["ledger_entries"] == 0  # a 429 is answered before the request is handled
     assert world.vouchers_of(payment) == 1
 
 
