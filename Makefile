@@ -1,7 +1,7 @@
 # The two commands a person needs: `make demo` and `make test`. Both install what is missing.
 PY := .venv/bin/python
 
-.PHONY: demo test deps unit image check-deploy fuzz bench-producer bench-consumer bench-settings clean
+.PHONY: demo test deps unit image check-deploy fuzz chaos bench-producer bench-consumer bench-settings clean
 
 deps:
 	@bash devstack/deps.sh
@@ -23,6 +23,11 @@ image: deps
 # test suite runs it small. Last line: fuzz: <N> cases, <d> dead-lettered, <c> crashed, ...
 fuzz: deps
 	@$(PY) -m tests.fuzz
+
+# SIGKILLs, PowerOffice faults, a lost broker and a database hard stop on real processes (~20 min). Last line:
+# chaos: <payments> payments, <kills> kills, <lost> lost, <dup> duplicate, <markers> markers, longest stall <s> s, drain <d> s
+chaos: deps
+	@$(PY) -m tests.chaos
 
 check-deploy: deps
 	@bash devstack/check_deploy.sh
