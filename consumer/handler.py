@@ -160,17 +160,20 @@ class RecordHandler:
 
     # -- one record ------------------------------------------------------------------------
     def handle(self, item: Prepared | Record, cancelled: Callable[[], bool] = lambda: False, *,
-               give_up: str | None = None) -> str:
+               give_up: str | None = None, survived: Callable[[], None] | None = None) -> str:
         """Process a record to completion; raises `StopRequested` if `cancelled()` turns true while
-        it waits for a retry. `give_up` dead-letters it unapplied with that message (the crash guard)."""
+        it waits for a retry. `give_up` dead-letters it unapplied with that message (the crash guard);
+        `survived` is called once its first attempt has returned, whatever the outcome: the record
+        did not take the process down (the crash guard stops suspecting it)."""
         prepared = item if isinstance(item, Prepared) else self.prepare([item])[0]
         record = prepared.record
         with event_context(topic=record.topic, partition=record.partition, offset=record.offset):
             if prepared.done:
                 return ALREADY_DEAD_LETTERED if self.memory.knows(prepared.fingerprint) else ALREADY_MARKED
-            return self._handle(prepared, cancelled, give_up)
+            return self._handle(prepared, cancelled, give_up, survived)
 
-    def _handle(self, p: Prepared, cancelled: Callable[[], bool], give_up: str | None) -> str:
+    def _handle(self, p: Prepared, cancelled: Callable[[], bool], give_up: str | None,
+                survived: Callable[[], None] | None) -> str:
         event, first = p.event, self.now()
         metrics.EVENTS_CONSUMED.labels(event_type_of(event)).inc()
         if event is not None:
@@ -190,6 +193,9 @@ class RecordHandler:
                 return applier.apply(event)
             except Exception as exc:  # noqa: BLE001 - the boundary: classified below, nothing escapes
                 error = as_vb2po_error(exc)
+            finally:
+                if attempt == 1 and survived is not None:
+                    survived()
             first_failure = first_failure or self.now()
             if isinstance(error, TerminalError):
                 return self._dead_letter(p, error, attempt, first_failure, cancelled)

@@ -28,8 +28,9 @@ DEAD_LETTERED_OPEN = Gauge("vb2po_consumer_dead_lettered_payments_open", "Paymen
                            "reports the same total: take max)")
 REFERENCE_CHECKS = Counter("vb2po_consumer_reference_checks_total", "Vouchers looked up in PowerOffice by their reference "
                            "after an outcome vb2po could not trust, by what was found", ["outcome"])
-CRASH_GUARD = Counter("vb2po_consumer_crash_guard_total", "Records the consumer ran alone (isolate) or dead-lettered "
-                      "unapplied (give_up) because sessions before died while processing them", ["verdict"])
+CRASH_GUARD = Counter("vb2po_consumer_crash_guard_total", "Records left in flight by a session that stopped, run alone "
+                      "(isolate), or dead-lettered unapplied (give_up) because sessions died while they ran alone",
+                      ["verdict"])
 APPLIED_LOG_FAILURES = Counter("vb2po_consumer_applied_log_failures_total",
                                "Applied payments whose record could not be written to the applied topic")
 

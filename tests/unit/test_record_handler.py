@@ -194,3 +194,23 @@ def test_the_crash_guard_sets_a_record_aside_unapplied():
     payments, sink = Scripted("applied"), FakeDeadLetterSink()
     assert handler(payments, sink).handle(payment_record(), give_up="the consumer stopped 3 times") == DEAD_LETTERED
     assert payments.calls == 0 and sink.letters[0].reason == "crashed_consumer"
+
+
+def test_the_crash_guard_hears_once_that_a_record_survived_its_first_attempt(no_sleep):
+    """A record that comes back from its first attempt (here: a 503, retried) did not take the
+    process down: the guard stops suspecting it, before the retries, and is told only once."""
+    told: list[int] = []
+    payments = Scripted(TransientError("503", reason="http_503"), TransientError("503", reason="http_503"), "applied")
+
+    def survived() -> None:
+        told.append(payments.calls)
+
+    assert handler(payments, FakeDeadLetterSink()).handle(payment_record(), survived=survived) == "applied"
+    assert told == [1]
+
+
+def test_a_record_set_aside_by_the_crash_guard_is_not_reported_as_surviving():
+    told: list[bool] = []
+    outcome = handler(Scripted("applied"), FakeDeadLetterSink()).handle(
+        payment_record(), give_up="the consumer stopped 3 times", survived=lambda: told.append(True))
+    assert outcome == DEAD_LETTERED and told == []
