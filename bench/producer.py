@@ -59,10 +59,10 @@ def report(results: list[BacklogResult], idle: list[IdleResult], idle_info: dict
             lines.append(f"  {which} index: {sql}")
         lines.append(f"  SQL Server: {idle_info['tsql_index']}")
         lines += ["", "Plan of the poll statement as sent through psqlODBC (auto_explain), documented index, cursor at newest change:"]
-        lines += ["  " + l for l in idle_info["odbc_plan"].splitlines()]
+        lines += ["  " + line for line in idle_info["odbc_plan"].splitlines()]
         for r in idle:
             lines += ["", f"EXPLAIN (ANALYZE, BUFFERS), parameters inlined, {r.index} index, {r.scenario}:"]
-            lines += ["  " + l for l in r.plan.splitlines()]
+            lines += ["  " + line for line in r.plan.splitlines()]
     lines += ["", f"wall time {wall_s:.0f}s"]
     return "\n".join(lines)
 

@@ -176,9 +176,9 @@ def dead_letters_list(args: argparse.Namespace, client: AdminClient) -> int:
         out(render.as_json(found))
         return 0
     out(render.table(("id", "stage", "reason", "company", "source key", "failed at", "state"),
-                     [(l["id"], l["stage"], l["reason"], l["company_no"], l["source_key"], l["failed_at"],
-                       "open" if l["open"] else f"redriven by {l['redrives'][-1]['by']}") for l in found]))
-    say(f"{len(found)} dead letter(s), {sum(1 for l in found if l['open'])} open")
+                     [(letter["id"], letter["stage"], letter["reason"], letter["company_no"], letter["source_key"], letter["failed_at"],
+                       "open" if letter["open"] else f"redriven by {letter['redrives'][-1]['by']}") for letter in found]))
+    say(f"{len(found)} dead letter(s), {sum(1 for letter in found if letter['open'])} open")
     return 0
 
 

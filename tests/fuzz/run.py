@@ -261,8 +261,8 @@ def _wait(kafka, conn, sandbox, procs, expected: Expected, good_rows, hostile, t
 def _judge(report: Report, kafka, conn, sandbox, offsets, expected: Expected, good_rows, hostile) -> None:
     letters = _letters(kafka)
     report.dead_lettered = len(letters)
-    at = Counter((l.get("topic"), l.get("partition"), l.get("offset")) for l in letters if l.get("stage") == "consumer")
-    by_row = Counter(l.get("source_key") for l in letters)
+    at = Counter((letter.get("topic"), letter.get("partition"), letter.get("offset")) for letter in letters if letter.get("stage") == "consumer")
+    by_row = Counter(letter.get("source_key") for letter in letters)
     for digest, where in expected.by_print.items():
         got = sum(at[w] for w in where)
         if got != 1:
@@ -277,8 +277,8 @@ def _judge(report: Report, kafka, conn, sandbox, offsets, expected: Expected, go
     for key in expected.quiet_rows:
         if by_row[key]:
             report.problems.append(f"a letter for row {key}, which should have none: "
-                                   f"{[l['reason'] for l in letters if l.get('source_key') == key]}")
-    without_reason = [l for l in letters if not l.get("reason") or not l.get("error")]
+                                   f"{[letter['reason'] for letter in letters if letter.get('source_key') == key]}")
+    without_reason = [letter for letter in letters if not letter.get("reason") or not letter.get("error")]
     if without_reason:
         report.problems.append(f"{len(without_reason)} letters without a reason")
     # what PowerOffice holds: one voucher per good payment, of the row's amount, and nothing else
