@@ -24,6 +24,7 @@ from consumer.payments import UNREAD
 from consumer.validation import check_in_context
 from schemas.codec import UndecodableEvent, decode
 from schemas.events import CreditBlockEvent, PaymentEvent
+from schemas.headers import is_republished
 from vb2po import metrics
 from vb2po.errors import TerminalError, TransientError, Vb2poError, as_vb2po_error
 from vb2po.kafka.dead_letters import DeadLetter, original_fields
@@ -34,6 +35,7 @@ from vb2po.settings import Settings
 log = logging.getLogger(__name__)
 
 CRASHED_CONSUMER = "crashed_consumer"
+RECHECK_AFTER_S = 3600.0  # a record older than this is looked up in PowerOffice before it is posted
 
 
 class StopRequested(Exception):
@@ -47,6 +49,8 @@ class Record:
     offset: int
     key: bytes | None
     value: bytes | None
+    headers: tuple[tuple[str, bytes], ...] = ()
+    timestamp_ms: int | None = None  # when it was written to Kafka
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,7 @@ class Prepared:
     error: TerminalError | None = None
     done: bool = False
     seen: object = UNREAD  # the payment's Visma row as the batch read found it
+    recheck: bool = False  # ask PowerOffice for the voucher before posting (see `needs_recheck`)
 
 
 class EventApplier(Protocol):
@@ -70,6 +75,16 @@ class EventApplier(Protocol):
 class PaymentBatch(Protocol):
     def read_rows(self, events: Sequence[PaymentEvent]) -> dict: ...
     def want_invoices(self, events: Sequence[PaymentEvent]) -> None: ...
+
+
+def needs_recheck(record: Record, now: datetime) -> bool:
+    """Should PowerOffice be asked for the voucher before it is posted? Yes for an event published
+    again for a row published before, and for a record written long ago (a replay, a backlog): its
+    payment may be registered while the row is unmarked (a changed marker, a restored database).
+    Fresh first publications cost no look-up."""
+    if is_republished(record.headers):
+        return True
+    return record.timestamp_ms is not None and now.timestamp() * 1000 - record.timestamp_ms > RECHECK_AFTER_S * 1000
 
 
 def event_type_of(event: PaymentEvent | CreditBlockEvent | None) -> str:
@@ -139,7 +154,7 @@ class RecordHandler:
                 check_in_context(event, self.settings, self.now().date())
             except TerminalError as exc:
                 return Prepared(record, event, digest, exc)
-        return Prepared(record, event, digest)
+        return Prepared(record, event, digest, recheck=needs_recheck(record, self.now()))
 
     def _remembered(self, p: Prepared) -> Prepared:
         if self.memory.knows(p.fingerprint):
@@ -156,7 +171,7 @@ class RecordHandler:
             return p
         row = rows[key]
         done = row is not None and row.marked and self.payments.agrees(p.event, row)
-        return Prepared(p.record, p.event, p.fingerprint, None, done=done, seen=row)
+        return Prepared(p.record, p.event, p.fingerprint, None, done=done, seen=row, recheck=p.recheck)
 
     # -- one record ------------------------------------------------------------------------
     def handle(self, item: Prepared | Record, cancelled: Callable[[], bool] = lambda: False, *,
@@ -189,7 +204,7 @@ class RecordHandler:
             attempt += 1
             try:
                 if isinstance(event, PaymentEvent):
-                    return applier.apply(event, p.seen if attempt == 1 else UNREAD)
+                    return applier.apply(event, p.seen if attempt == 1 else UNREAD, recheck=p.recheck)
                 return applier.apply(event)
             except Exception as exc:  # noqa: BLE001 - the boundary: classified below, nothing escapes
                 error = as_vb2po_error(exc)

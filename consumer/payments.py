@@ -162,7 +162,8 @@ class PaymentApplier:
             self.invoices[company_no].want(numbers)
 
     # -- one payment -----------------------------------------------------------------------
-    def apply(self, event: PaymentEvent, seen: VismaRow | None | object = UNREAD) -> str:
+    def apply(self, event: PaymentEvent, seen: VismaRow | None | object = UNREAD, *, recheck: bool = False) -> str:
+        """`recheck`: ask PowerOffice for the voucher before posting it (see consumer.handler.needs_recheck)."""
         p = event.payload
         route = route_for(self.routes, p.company_no)
         visma = self.visma[p.company_no]
@@ -183,9 +184,10 @@ class PaymentApplier:
             return ALREADY_MARKED
         facts = self._facts(visma, current, p)
         if facts.kind == REVERSAL:
-            return self._reverse(event, facts, route, visma, current.intents_seen)
+            return self._reverse(event, facts, route, visma, current.intents_seen, recheck)
         invoice_no = self._invoice_no(facts, p.company_no, route)
-        return self._post_and_mark(event, facts, route, invoice_no, [key], reversal=False, since=current.intents_seen)
+        return self._post_and_mark(event, facts, route, invoice_no, [key], reversal=False, since=current.intents_seen,
+                                   recheck=recheck)
 
     def agrees(self, event: PaymentEvent, current: VismaRow) -> bool:
         """Does the event say what the (marked) row says? A marked row whose rule no longer holds
@@ -216,7 +218,8 @@ class PaymentApplier:
             invoice = self.invoices[company_no].get(int(facts.invoice_no))
         return invoice_for_posting(facts, invoice, route.client.name, self.unmatched)
 
-    def _reverse(self, event: PaymentEvent, facts: PaymentFacts, route: Route, visma: VismaPayments, since: int) -> str:
+    def _reverse(self, event: PaymentEvent, facts: PaymentFacts, route: Route, visma: VismaPayments, since: int,
+                 recheck: bool) -> str:
         p = event.payload
         original = self._reversed_payment(visma, facts, p.company_no)
         if original is None:
@@ -232,7 +235,8 @@ class PaymentApplier:
                      p.key, row_key_text(original.key))
             return ANNULLED
         invoice_no = self._invoice_no(facts, p.company_no, route)
-        return self._post_and_mark(event, facts, route, invoice_no, [(p.jno, p.entno)], reversal=True, since=since)
+        return self._post_and_mark(event, facts, route, invoice_no, [(p.jno, p.entno)], reversal=True, since=since,
+                                   recheck=recheck)
 
     def _reversed_payment(self, visma: VismaPayments, facts: PaymentFacts, company_no: int) -> VismaRow | None:
         """The payment this reversal undoes: same customer, invoice and amount. With several, the
@@ -254,7 +258,7 @@ class PaymentApplier:
         return payments[position]
 
     def _post_and_mark(self, event: PaymentEvent, facts: PaymentFacts, route: Route, invoice_no: int | None,
-                       keys: list[Key], *, reversal: bool, since: int) -> str:
+                       keys: list[Key], *, reversal: bool, since: int, recheck: bool = False) -> str:
         p = event.payload
         api = self.apis[p.company_no]
         what = "reversal" if reversal else "payment"
@@ -268,7 +272,7 @@ class PaymentApplier:
             )
         except ValueError as exc:
             raise TerminalError(f"{what} cannot be posted: {exc}", reason="validation") from exc
-        result = self._post_once(api, posting, facts, since)
+        result = self._post_once(api, posting, facts, since, recheck)
         changed = self.visma[p.company_no].mark(keys)
         require_marked(self.visma[p.company_no], keys, changed)
         self.intents.clear(posting.external_import_reference)
@@ -285,15 +289,17 @@ class PaymentApplier:
         metrics.EVENTS_SKIPPED.labels("payment", ALREADY_APPLIED).inc()
         return ALREADY_APPLIED
 
-    def _post_once(self, api: PowerOfficeApi, posting: PaymentPosting, facts: PaymentFacts, since: int) -> PostingResult:
-        """Post the voucher once: after an attempt that may have reached PowerOffice, ask it first;
-        claim the reference before posting (`since`: the intent log's position when the row was read)."""
+    def _post_once(self, api: PowerOfficeApi, posting: PaymentPosting, facts: PaymentFacts, since: int,
+                   recheck: bool = False) -> PostingResult:
+        """Post the voucher once: after an attempt that may have reached PowerOffice, or when the
+        event asks for it (`recheck`), ask PowerOffice first; claim the reference before posting
+        (`since`: the intent log's position when the row was read)."""
         reference = posting.external_import_reference
         earlier = self.intents.get(reference)
         refused_here = earlier is not None and earlier.owner == self.owner and reference in self._refused
-        if earlier is not None and not refused_here:
+        if (earlier is not None and not refused_here) or recheck:
             on_its_way = self._unsure.get(reference)  # a request from here that may still be running
-            if earlier.owner != self.owner:
+            if earlier is not None and earlier.owner != self.owner:
                 on_its_way = max(on_its_way or 0.0, earlier.at)
             age = self.now().timestamp() - (on_its_way or 0.0)
             if on_its_way is not None and age < self.settle_s:

@@ -233,7 +233,7 @@ class ConsumerService:
                     tracker = self._partitions.trackers.setdefault(tp, PartitionOffsets())
                     partitions[tp] = (tracker, self._partitions.generation.get(tp, 0))
                     # a record fetched again after a rebalance (in flight or done already) is left out
-                    batch += [Record(r.topic, r.partition, r.offset, r.key, r.value)
+                    batch += [Record(r.topic, r.partition, r.offset, r.key, r.value, tuple(r.headers or ()), r.timestamp)
                               for r in records if tracker.started(r.offset)]
                 iso = self._isolation
                 if iso is not None and iso.fresh:

@@ -24,6 +24,7 @@ class Outgoing:
     topic: str
     key: bytes
     value: bytes
+    headers: tuple[tuple[str, bytes], ...] = ()  # besides the settings version every record carries
 
 
 class ProducerFenced(TerminalError):
@@ -53,7 +54,7 @@ class KafkaTransactionalPublisher:
             producer.begin_transaction()
             headers = version_header(self.settings_version)
             for m in messages:
-                producer.send(m.topic, key=m.key, value=m.value, headers=headers)
+                producer.send(m.topic, key=m.key, value=m.value, headers=headers + list(m.headers))
             producer.commit_transaction()
         except ProducerFencedError as exc:
             raise ProducerFenced(f"producer {self._transactional_id} was fenced by a newer instance") from exc

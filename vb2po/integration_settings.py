@@ -249,7 +249,8 @@ def notes_for(diff: list[Difference]) -> list[str]:
     for d in diff:
         if d.path in ("marker.field", "marker.value"):
             notes.append(f"{d.path} {d.before!r} -> {d.after!r}: the safety-net sweep runs now; payments marked only "
-                         "the old way are found already registered in PowerOffice (no second voucher) and marked the new way")
+                         "the old way are looked up in PowerOffice before anything is posted, found registered (no second voucher) "
+                         "and marked the new way")
         elif d.path == "lookback_date" and d.before and d.after and d.after < d.before:
             notes.append(f"lookback_date moved back to {d.after}: the sweep runs now and publishes the unmarked payments "
                          f"dated from then")

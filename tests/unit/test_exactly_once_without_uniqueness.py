@@ -273,3 +273,37 @@ def test_balances_stay_right_when_every_other_answer_is_lost():
     assert world.visma.marked == {(int(r.jno), int(r.entno)) for r in payments}
     expected = {i.invoice_no: i.outstanding for i in invoices(SPEC)}
     assert {i.invoice_no: i.balance for i in world.po.get_invoices(sorted(expected))} == expected
+
+
+def a_payment_registered_once_whose_marker_is_gone() -> tuple[World, PaymentRow]:
+    """Registered and marked, then unmarked in Visma the way a marker change or a database restored
+    from a backup leaves it; no intent is left to say it was posted."""
+    payment = rows()[0]
+    world = World([payment])
+    assert world.consumer("a").apply(event(payment)) == APPLIED
+    world.visma.marked.clear()
+    assert world.intents.intents == {}
+    return world, payment
+
+
+def test_a_republished_payment_already_in_poweroffice_is_looked_up_and_only_marked():
+    world, payment = a_payment_registered_once_whose_marker_is_gone()
+    assert world.consumer("b").apply(event(payment), recheck=True) == ALREADY_APPLIED
+    assert world.vouchers_of(payment) == 1
+    assert (int(payment.jno), int(payment.entno)) in world.visma.marked
+    assert world.po.calls["ledger_entries"] == 1
+
+
+def test_without_the_recheck_such_a_payment_would_be_registered_twice():
+    """Why the sweep and fetch-now mark what they republish: the intents alone cannot see it."""
+    world, payment = a_payment_registered_once_whose_marker_is_gone()
+    assert world.consumer("b").apply(event(payment)) == APPLIED
+    assert world.vouchers_of(payment) == 2
+
+
+def test_a_republished_payment_not_in_poweroffice_yet_is_posted_once_after_the_look_up():
+    payment = rows()[0]
+    world = World([payment])
+    assert world.consumer("a").apply(event(payment), recheck=True) == APPLIED
+    assert world.vouchers_of(payment) == 1
+    assert world.po.calls["ledger_entries"] == 1 and world.po.calls["post_payment"] == 1

@@ -204,7 +204,7 @@ def test_the_consumer_handler_puts_the_event_on_every_line_it_causes():
     class Flaky:
         calls = 0
 
-        def apply(self, e, *seen):
+        def apply(self, e, *seen, **options):
             self.calls += 1
             logging.getLogger("consumer.payments").info("posting")
             if self.calls == 1:
