@@ -13,7 +13,6 @@ from vb2po.errors import TerminalError
 from vb2po.poweroffice.api import PowerOfficeApi
 
 
-
 class IgnoredCreditBlocks:
     """The credit-block setting is off: events are consumed, counted and otherwise ignored."""
 

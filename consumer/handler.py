@@ -258,7 +258,8 @@ class RecordHandler:
             except Exception as exc:  # noqa: BLE001 - writing the letter is part of the boundary
                 failure = as_vb2po_error(exc)
                 transient = failure if isinstance(failure, TransientError) else TransientError(str(failure), reason="kafka")
-                self._wait(transient, attempt, cancelled, what=f"dead letter for {record.topic}[{record.partition}]@{record.offset}")
+                where = f"{record.topic}[{record.partition}]@{record.offset}"
+                self._wait(transient, attempt, cancelled, what=f"dead letter for {where}")
         event_type = event_type_of(event)
         metrics.DEAD_LETTERED.labels(event_type, error.reason).inc()
         metrics.DEAD_LETTERED_OPEN.set(self.memory.open_payments())

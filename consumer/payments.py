@@ -24,8 +24,8 @@ in one statement and nothing is posted: the pair nets to zero in Visma and in Po
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 from collections import defaultdict
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Callable, Iterable
 

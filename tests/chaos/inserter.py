@@ -60,7 +60,8 @@ class Inserter(threading.Thread):
         self.error: BaseException | None = None
         self._conn: pyodbc.Connection | None = None
         placeholders = ", ".join("?" for _ in CUSTTR_INSERT_COLUMNS)
-        self._sql = f'INSERT INTO "CustTr" ({", ".join(chr(34) + c + chr(34) for c in CUSTTR_INSERT_COLUMNS)}) VALUES ({placeholders})'
+        columns = ", ".join(f'"{c}"' for c in CUSTTR_INSERT_COLUMNS)
+        self._sql = f'INSERT INTO "CustTr" ({columns}) VALUES ({placeholders})'
 
     def stop(self) -> None:
         self.stopping.set()

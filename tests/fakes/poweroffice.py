@@ -19,14 +19,28 @@ from sandbox.ledger import ClientLedger
 from sandbox.problems import Problem
 from sandbox.seed import DEFAULT_LOCK_DATE, seed_client
 from sandbox.wire import (
-    account_dto, customer_dto, invoice_dto, ledger_entry_dto, open_item_dto, parse_bank_voucher, project_dto,
+    account_dto,
+    customer_dto,
+    invoice_dto,
+    ledger_entry_dto,
+    open_item_dto,
+    parse_bank_voucher,
+    project_dto,
 )
+from vb2po.errors import TerminalError
 from vb2po.poweroffice.accounts import ACCOUNT_NOT_FOUND, CUSTOMER_NOT_FOUND, IdCache
 from vb2po.poweroffice.client import bank_voucher_payload
 from vb2po.poweroffice.errors import DUPLICATE_REFERENCE, classify_problem
-from vb2po.errors import TerminalError
 from vb2po.poweroffice.models import (
-    ALREADY_APPLIED, APPLIED, Customer, LedgerEntry, OpenItem, OutgoingInvoice, PaymentPosting, PostingResult, Project,
+    ALREADY_APPLIED,
+    APPLIED,
+    Customer,
+    LedgerEntry,
+    OpenItem,
+    OutgoingInvoice,
+    PaymentPosting,
+    PostingResult,
+    Project,
 )
 
 T = TypeVar("T")

@@ -28,7 +28,8 @@ from datetime import date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from hypothesis import HealthCheck, Phase, given, settings, strategies as st
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
 from kafka import KafkaProducer
 
 from admin.actions.kafka_view import KafkaView
@@ -179,7 +180,8 @@ def _insert_hostile(db: VismaDatabase, rows: list[HostileRow]) -> None:
 
 def _insert_bad_actors(db: VismaDatabase, bad: list, *, first_act_no: int, first_customer: int) -> None:
     for n, (columns, _) in enumerate(bad):
-        db.execute('INSERT INTO "Actor" ("ActNo", "CustNo", "Nm", "CrSusp", "CrLmt", "ChDt", "ChTm") VALUES (?, ?, ?, 0, 0, 20260301, 800)',
+        db.execute('INSERT INTO "Actor" ("ActNo", "CustNo", "Nm", "CrSusp", "CrLmt", "ChDt", "ChTm") '
+                   'VALUES (?, ?, ?, 0, 0, 20260301, 800)',
                    [first_act_no + n, first_customer + n, f"Fuzz {n}"])
         for column, value in columns:
             db.execute(f'UPDATE "Actor" SET "{column}" = ? WHERE "ActNo" = ?', [value, first_act_no + n])
@@ -261,9 +263,10 @@ def _wait(kafka, conn, sandbox, procs, expected: Expected, good_rows, hostile, t
 def _judge(report: Report, kafka, conn, sandbox, offsets, expected: Expected, good_rows, hostile) -> None:
     letters = _letters(kafka)
     report.dead_lettered = len(letters)
-    at = Counter((letter.get("topic"), letter.get("partition"), letter.get("offset")) for letter in letters if letter.get("stage") == "consumer")
+    at = Counter((letter.get("topic"), letter.get("partition"), letter.get("offset"))
+                 for letter in letters if letter.get("stage") == "consumer")
     by_row = Counter(letter.get("source_key") for letter in letters)
-    for digest, where in expected.by_print.items():
+    for where in expected.by_print.values():
         got = sum(at[w] for w in where)
         if got != 1:
             case = offsets[where[0]]

@@ -15,8 +15,8 @@ from devstack.stack import write_settings
 from devstack.visma_seed import create_tables, sqlite_connection_string
 from tests.processes import start_vb2po, terminate
 from tests.services import wait_for
-from vb2po.ops import create_ops_app, serve_ops
 from vb2po.http_server import BackgroundServer
+from vb2po.ops import create_ops_app, serve_ops
 from vb2po.readiness import consumer_checks, producer_checks
 from vb2po.visma.db import VismaDatabase
 

@@ -8,8 +8,8 @@ from decimal import Decimal
 import pytest
 
 from consumer.credit_blocks import CreditBlockApplier
-from consumer.outcomes import ALREADY_APPLIED, APPLIED, SUPERSEDED
 from consumer.denied_projects import FakeDeniedProjectsStore
+from consumer.outcomes import ALREADY_APPLIED, APPLIED, SUPERSEDED
 from consumer.routing import Route
 from consumer.visma import FakeVismaPayments
 from devstack.dataset import DatasetSpec, customers, projects

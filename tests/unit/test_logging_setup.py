@@ -21,7 +21,13 @@ from schemas.codec import encode
 from schemas.events import PaymentEvent, PaymentPayload, Source, payment_event_id
 from vb2po.errors import TerminalError, TransientError
 from vb2po.logging_setup import (
-    ContextFilter, JsonFormatter, TextFormatter, bind_event, current_context, event_context, resolve_format,
+    ContextFilter,
+    JsonFormatter,
+    TextFormatter,
+    bind_event,
+    current_context,
+    event_context,
+    resolve_format,
 )
 from vb2po.retry import Backoff
 

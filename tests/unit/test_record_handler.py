@@ -14,8 +14,8 @@ from consumer.dead_letters import FakeDeadLetterSink, KafkaDeadLetterSink, Memor
 from consumer.handler import RECHECK_AFTER_S, Record, RecordHandler, StopRequested, needs_recheck
 from consumer.outcomes import ALREADY_DEAD_LETTERED, DEAD_LETTERED
 from schemas.codec import encode
-from schemas.headers import republished_header
 from schemas.events import PaymentEvent, PaymentPayload, Source, payment_event_id
+from schemas.headers import republished_header
 from vb2po.errors import TerminalError, TransientError
 from vb2po.kafka.dead_letters import HEADER_PREFIX, MAX_ORIGINAL_CHARS
 from vb2po.retry import Backoff
@@ -62,7 +62,8 @@ def no_sleep(monkeypatch):
 
 
 def test_transient_errors_are_retried_until_the_payment_is_applied(no_sleep):
-    payments = Scripted(TransientError("503", reason="http_503"), TransientError("429", reason="rate_limited", retry_after=1.5), "applied")
+    payments = Scripted(TransientError("503", reason="http_503"),
+                        TransientError("429", reason="rate_limited", retry_after=1.5), "applied")
     sink = FakeDeadLetterSink()
     assert handler(payments, sink).handle(payment_record()) == "applied"
     assert payments.calls == 3 and sink.letters == []
