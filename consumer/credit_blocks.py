@@ -3,6 +3,8 @@ every one of its PowerOffice projects; when the block is lifted, only the projec
 service denied get it back. Safe to repeat: each step checks the current state first."""
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from consumer.denied_projects import DeniedProjectsStore
 from consumer.outcomes import ALREADY_APPLIED, APPLIED, IGNORED, SUPERSEDED
 from consumer.routing import Route, route_for
@@ -22,8 +24,8 @@ class IgnoredCreditBlocks:
 
 
 class CreditBlockApplier:
-    def __init__(self, routes: dict[int, Route], apis: dict[int, PowerOfficeApi], denied: DeniedProjectsStore,
-                 visma: dict[int, VismaPayments] | None = None):
+    def __init__(self, routes: dict[int, Route], apis: Mapping[int, PowerOfficeApi], denied: DeniedProjectsStore,
+                 visma: Mapping[int, VismaPayments] | None = None):
         self.routes = routes
         self.apis = apis
         self.denied = denied
@@ -32,7 +34,7 @@ class CreditBlockApplier:
     def apply(self, event: CreditBlockEvent) -> str:
         p = event.payload
         route_for(self.routes, p.company_no)  # unknown company: terminal, dead-lettered
-        if self.visma is not None and not self._as_visma_says(p):
+        if self.visma is not None and not self._as_visma_says(self.visma, p):
             metrics.EVENTS_SKIPPED.labels("credit_block", SUPERSEDED).inc()
             return SUPERSEDED
         api = self.apis[p.company_no]
@@ -47,11 +49,11 @@ class CreditBlockApplier:
             metrics.EVENTS_SKIPPED.labels("credit_block", outcome).inc()
         return outcome
 
-    def _as_visma_says(self, p) -> bool:
+    def _as_visma_says(self, visma: Mapping[int, VismaPayments], p) -> bool:
         """Is the customer, by Visma's Actor row, (still) as the event says? No such row, or one of
         another customer, is a dead letter; a block Visma has lifted since (or the reverse) is
         superseded: the newer event applies the current state."""
-        found = self.visma[p.company_no].actor(p.actor_no)
+        found = visma[p.company_no].actor(p.actor_no)
         if found is None:
             raise TerminalError(f"Visma company {p.company_no} holds no customer ActNo={p.actor_no}: nothing is changed "
                                 "in PowerOffice for a customer Visma does not hold", reason="not_in_visma")

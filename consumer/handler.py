@@ -69,12 +69,15 @@ class Prepared:
 
 
 class EventApplier(Protocol):
-    def apply(self, event, *args) -> str: ...
+    def apply(self, event, *args, **options) -> str: ...
 
 
-class PaymentBatch(Protocol):
+class PaymentsApplier(EventApplier, Protocol):
+    """consumer.payments.PaymentApplier as the handler uses it (the batch steps are optional)."""
+
     def read_rows(self, events: Sequence[PaymentEvent]) -> dict: ...
     def want_invoices(self, events: Sequence[PaymentEvent]) -> None: ...
+    def agrees(self, event: PaymentEvent, current) -> bool: ...
 
 
 def needs_recheck(record: Record, now: datetime) -> bool:
@@ -94,7 +97,7 @@ def event_type_of(event: PaymentEvent | CreditBlockEvent | None) -> str:
 class RecordHandler:
     def __init__(
         self,
-        payments: EventApplier,
+        payments: PaymentsApplier,
         credit_blocks: EventApplier,
         dead_letters: DeadLetterSink,
         *,
@@ -147,7 +150,10 @@ class RecordHandler:
         except UndecodableEvent as exc:
             return Prepared(record, None, fingerprint(record.value, None), TerminalError(str(exc), reason=exc.reason))
         except Exception as exc:  # noqa: BLE001 - one record's problem, whatever it is
-            return Prepared(record, None, fingerprint(record.value, None), as_vb2po_error(exc))
+            # (decoding the same bytes fails the same way again: never a retry)
+            error = as_vb2po_error(exc)
+            terminal = error if isinstance(error, TerminalError) else TerminalError(str(error), reason="undecodable")
+            return Prepared(record, None, fingerprint(record.value, None), terminal)
         digest = fingerprint(record.value, event)
         if self.settings is not None:
             try:
@@ -197,6 +203,9 @@ class RecordHandler:
             return self._dead_letter(p, TerminalError(give_up, reason=CRASHED_CONSUMER), 1, first, cancelled)
         if p.error is not None:
             return self._dead_letter(p, p.error, 1, first, cancelled)
+        if event is None:  # (by construction a record without an event carries its error)
+            return self._dead_letter(p, TerminalError("the record could not be decoded", reason="undecodable"), 1, first,
+                                     cancelled)
         applier = self.payments if isinstance(event, PaymentEvent) else self.credit_blocks
         attempt = 0
         first_failure: datetime | None = None

@@ -27,7 +27,7 @@ import logging
 from collections import defaultdict
 from dataclasses import replace
 from datetime import datetime, timezone
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Mapping, cast
 
 from consumer.applied_log import AppliedLog, AppliedPayment
 from consumer.intents import PROCESS_OWNER, Intent, IntentStore, MemoryIntentStore
@@ -73,20 +73,22 @@ def differences(p: PaymentPayload, facts: PaymentFacts) -> list[str]:
 def invoice_for_posting(facts: PaymentFacts, invoice: OutgoingInvoice | None, client: str, unmatched: str) -> int | None:
     """The invoice number to post against, None to post on account, or a terminal error saying why
     the payment cannot be registered. Pure: the decisions of step 2 above."""
-    def unmatched_or(reason: str, message: str) -> None:
-        if unmatched == ON_ACCOUNT:
-            return None
-        raise TerminalError(message + "; set unmatched_payments: on_account to post such payments on the "
-                                      "customer's account", reason=reason)
+    def on_account_or_raise(reason: str, message: str) -> None:
+        if unmatched != ON_ACCOUNT:
+            raise TerminalError(message + "; set unmatched_payments: on_account to post such payments on the "
+                                          "customer's account", reason=reason)
 
     if facts.invoice_no is None:
-        return unmatched_or("missing_invoice_no", "the payment names no invoice (InvoNo is empty in Visma)")
+        on_account_or_raise("missing_invoice_no", "the payment names no invoice (InvoNo is empty in Visma)")
+        return None
     if not facts.invoice_no.isdigit() or len(facts.invoice_no) > 18:
-        return unmatched_or("invoice_unknown", f"invoice number {facts.invoice_no!r} is not a PowerOffice invoice "
+        on_account_or_raise("invoice_unknown", f"invoice number {facts.invoice_no!r} is not a PowerOffice invoice "
                                                f"number (PowerOffice's are whole numbers)")
+        return None
     number = int(facts.invoice_no)
     if invoice is None:
-        return unmatched_or("invoice_unknown", f"invoice {number} is unknown in PowerOffice client {client}")
+        on_account_or_raise("invoice_unknown", f"invoice {number} is unknown in PowerOffice client {client}")
+        return None
     if invoice.customer_no is not None and invoice.customer_no != facts.customer_no:
         raise TerminalError(f"invoice {number} in PowerOffice client {client} belongs to customer {invoice.customer_no}, "
                             f"the payment to customer {facts.customer_no}", reason="invoice_of_another_customer")
@@ -103,8 +105,8 @@ class PaymentApplier:
     def __init__(
         self,
         routes: dict[int, Route],
-        apis: dict[int, PowerOfficeApi],
-        visma: dict[int, VismaPayments],
+        apis: Mapping[int, PowerOfficeApi],
+        visma: Mapping[int, VismaPayments],
         *,
         unmatched: str = DEAD_LETTER,
         invoices: dict[int, InvoiceDirectory] | None = None,
@@ -173,7 +175,7 @@ class PaymentApplier:
             current = visma.read([key]).get(key)
             current = replace(current, intents_seen=position) if current is not None else None
         else:
-            current = seen
+            current = cast("VismaRow | None", seen)
         if current is None:
             raise TerminalError(f"Visma company {p.company_no} holds no row {row_key_text(key)}: nothing is posted for "
                                 "a payment Visma does not hold", reason="not_in_visma")
@@ -244,7 +246,8 @@ class PaymentApplier:
         if facts.invoice_no is None:
             return None
         today = self.now().astimezone(self.zone).date()
-        payments, reversals = [], []
+        payments: list[VismaRow] = []
+        reversals: list[VismaRow] = []
         for candidate in visma.invoice_rows(facts.customer_no, facts.invoice_no):
             try:
                 other = visma.facts(candidate.row, today)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from datetime import date
-from typing import Callable, Collection, Protocol
+from typing import Any, Callable, Collection, Protocol
 
 from vb2po.errors import TerminalError
 from vb2po.settings import Settings
@@ -33,7 +33,8 @@ class VismaRow:
 
     @property
     def key(self) -> Key:
-        return int(self.row.jno), int(self.row.entno)
+        row: Any = self.row  # (its columns hold what the driver gave; a key read is a whole number)
+        return int(row.jno), int(row.entno)
 
 
 class VismaPayments(Protocol):
@@ -50,6 +51,8 @@ class VismaPayments(Protocol):
     def mark(self, keys: Collection[Key]) -> int:
         """Set the marker on these still-unmarked rows in one statement; returns the rows changed."""
         ...
+
+    def close(self) -> None: ...
 
     def actor(self, act_no: int) -> tuple[int, bool | None] | None:
         """(customer number, credit-blocked) of an Actor row, blocked None when CrSusp is no 0/1;
@@ -123,7 +126,8 @@ class VismaCompanyPayments:
                 self._source = None
 
 
-def read_actor(cust_no: object, cr_susp: object) -> tuple[int, bool | None]:
+def read_actor(cust_no: Any, cr_susp: Any) -> tuple[int, bool | None]:
+    """(whatever the driver gave for the two columns: anything their types allow)"""
     try:
         customer = int(cust_no)
     except (TypeError, ValueError):
@@ -139,7 +143,7 @@ class FakeVismaPayments:
     """In-memory CustTr for unit tests: rows by key, a marker flag each, the same `interpret`."""
 
     def __init__(self, rows: list[PaymentRow], rule, currencies, actors: dict[int, tuple[int, int]] | None = None) -> None:
-        self.rows = {(int(r.jno), int(r.entno)): r for r in rows}
+        self.rows = {VismaRow(r, False).key: r for r in rows}
         self.actors = dict(actors or {})  # ActNo -> (CustNo, CrSusp)
         self.marked: set[Key] = set()
         self.rule, self.currencies = rule, currencies
