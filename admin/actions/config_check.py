@@ -196,8 +196,8 @@ def check_company(settings: Settings, company: CompanySettings, timeout_s: int =
                         "user and password right?) and that the database accepts connections from here")]
     try:
         cursor = conn.cursor()
-        custtr = _catalog(cursor, "CustTr", dialect)
-        actor = _catalog(cursor, "Actor", dialect) if settings.credit_block_sync else {}
+        custtr = _catalog(cursor, "CustTr", dialect.name)
+        actor = _catalog(cursor, "Actor", dialect.name) if settings.credit_block_sync else {}
     except pyodbc.Error as exc:
         return [Finding(FAIL, subject, f"connected, but reading the table catalog failed: {classify_db_error(exc)}",
                         "the ODBC user needs to read CustTr and Actor")]
