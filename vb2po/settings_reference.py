@@ -94,8 +94,8 @@ def walk(schema: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, dict[s
         yield path, node, name in required
         if _object_of(node):
             yield from walk(node, path + ".")
-        elif _items_object(node):
-            yield from walk(_items_object(node), path + "[].")
+        elif items := _items_object(node):
+            yield from walk(items, path + "[].")
 
 
 def leaf_paths(schema: dict[str, Any] | None = None) -> set[str]:
@@ -219,9 +219,9 @@ def reference_markdown() -> str:
         if _object_of(node):
             sections[path] = []
             described[path] = node.get("description", "")
-        elif _items_object(node):
+        elif items := _items_object(node):
             sections[path + "[]"] = []
-            described[path + "[]"] = _items_object(node).get("description") or node.get("description", "")
+            described[path + "[]"] = items.get("description") or node.get("description", "")
         parent = path.rsplit(".", 1)[0] if "." in path else ""
         sections.setdefault(parent, []).append((path, node, required))
     for section, rows in sections.items():

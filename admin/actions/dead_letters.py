@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Iterable
 
+from admin.actions.errors import Invalid, NotFound
+from admin.actions.kafka_view import KafkaView
 from admin.api.audit import AuditEntry, read_audit
 from vb2po.kafka.clients import plain_producer
 from vb2po.kafka.dead_letters import DeadLetter
-from admin.actions.errors import Invalid, NotFound
-from admin.actions.kafka_view import KafkaView
 from vb2po.settings import KafkaSettings
 
 REDRIVEN = "dead_letters.redriven"
@@ -135,7 +135,7 @@ def select_letters(kafka: KafkaSettings, ids: Iterable[str] = (), *, all_open: b
 
 def redrive(kafka: KafkaSettings, entries: list[LetterEntry], *, dry_run: bool = False) -> list[dict]:
     """Publish each redrivable letter's original message to its original topic and key."""
-    results = []
+    results: list[dict] = []
     producer = None if dry_run else plain_producer(kafka, "vb2po-redrive")
     try:
         for entry in entries:
