@@ -1,7 +1,7 @@
 # The two commands a person needs: `make demo` and `make test`. Both install what is missing.
 PY := .venv/bin/python
 
-.PHONY: demo test deps unit image check-deploy fuzz chaos bench-producer bench-consumer bench-settings clean
+.PHONY: demo test lint deps unit image check-deploy fuzz chaos bench-producer bench-consumer bench-settings clean
 
 deps:
 	@bash devstack/deps.sh
@@ -9,8 +9,13 @@ deps:
 demo: deps
 	@$(PY) -m devstack.demo
 
-test: deps
+test: deps lint
 	@$(PY) -m pytest -q
+
+# ruff (style, imports, likely bugs) and mypy (types), configured in pyproject.toml
+lint: deps
+	@.venv/bin/ruff check .
+	@.venv/bin/mypy
 
 unit: deps
 	@$(PY) -m pytest -q tests/unit
