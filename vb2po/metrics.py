@@ -49,5 +49,7 @@ RECONCILE_LAST_RUN = Gauge("vb2po_reconcile_last_run_timestamp_seconds", "Unix t
 # PowerOffice
 PO_REQUESTS = Counter("vb2po_poweroffice_requests_total", "PowerOffice API calls by endpoint and status", ["endpoint", "status"])
 RATE_LIMIT_WAIT = Counter("vb2po_poweroffice_rate_limit_wait_seconds_total", "Time spent waiting on the client-side rate limit")
-CONSUMER_LAG = Gauge("vb2po_consumer_lag_records", "Records behind the partition end, per assigned partition", ["topic", "partition"])
-BLOCKED_CUSTOMERS = Gauge("vb2po_credit_blocked_customers", "Customers this service currently keeps blocked in PowerOffice", ["company"])
+CONSUMER_LAG = Gauge("vb2po_consumer_lag_records", "Records behind the partition end, per assigned partition",
+                     ["topic", "partition"])
+BLOCKED_CUSTOMERS = Gauge("vb2po_credit_blocked_customers", "Customers this service currently keeps blocked in PowerOffice",
+                          ["company"])

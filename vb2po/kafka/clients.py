@@ -7,7 +7,6 @@ from typing import Any
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 
 from vb2po.errors import TransientError
-
 from vb2po.settings import KafkaSettings
 
 
