@@ -3,6 +3,7 @@ without a zone. The one place that turns them into Python values (and refuses im
 from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta, timezone
+from typing import Any
 from zoneinfo import ZoneInfo
 
 UNKNOWN_CHANGE = datetime(1970, 1, 1, tzinfo=timezone.utc)  # Visma writes ChDt = 0 when it does not know
@@ -21,7 +22,7 @@ def visma_date(value: object) -> date:
     return date(value // 10000, value // 100 % 100, value % 100)
 
 
-def visma_change_time(ch_dt: object, ch_time: object, time_column: str, zone: ZoneInfo) -> datetime:
+def visma_change_time(ch_dt: Any, ch_time: Any, time_column: str, zone: ZoneInfo) -> datetime:
     """Visma's zone-less local change time as an aware datetime; `ChDt = 0` means unknown.
     ValueError for a date or time that does not exist (20261032, 2460, -5 ms)."""
     if not ch_dt:
