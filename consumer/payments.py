@@ -144,7 +144,8 @@ class PaymentApplier:
         for company_no, keys in wanted.items():
             seen = self.intents.position()  # before the read: see `_post_once`
             try:
-                rows = {key: replace(row, intents_seen=seen) for key, row in self.visma[company_no].read(keys).items()}
+                # (VismaRow(...), not dataclasses.replace: this runs per row of every poll, replays included)
+                rows = {key: VismaRow(row.row, row.marked, seen) for key, row in self.visma[company_no].read(keys).items()}
             except Vb2poError as exc:
                 log.warning("company %s: batch read of %s rows failed (%s); each payment reads on its own",
                             company_no, len(keys), exc)

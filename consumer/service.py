@@ -242,7 +242,8 @@ class ConsumerService:
                                    for r in batch):
                         iso.mark_survived()  # in flight or done here already: nothing runs alone
                 prepared = self.handler.prepare(batch)  # the whole poll: one Visma read per company
-                self.commit(self._partitions.trackers)  # says what is in flight before it starts (crash guard)
+                if any(not item.done for item in prepared):  # (a replay of done records starts nothing)
+                    self.commit(self._partitions.trackers)  # says what is in flight before it starts (crash guard)
                 for item in prepared:
                     tp = TopicPartition(item.record.topic, item.record.partition)
                     tracker, generation = partitions[tp]
