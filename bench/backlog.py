@@ -18,11 +18,10 @@ from pathlib import Path
 import psutil
 from kafka import KafkaConsumer, TopicPartition
 
+from bench.data import LOOKBACK, PROGRESS_EVERY_S, backlog_rows, load_postgres, load_sqlite
 from devstack.postgres import PostgresServer
 from devstack.stack import LocalClient, settings_dict, to_settings, write_settings
 from devstack.visma_seed import sqlite_connection_string
-
-from bench.data import LOOKBACK, PROGRESS_EVERY_S, backlog_rows, load_postgres, load_sqlite
 
 PRODUCER_TIMEOUT_S = 900
 

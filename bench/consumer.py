@@ -259,7 +259,8 @@ def report(a: ApplyResult | None, b: ApplyResult | None, c: ReplayResult | None,
             f"    {a.payments_per_s:.1f} payments/s first to last voucher ({a.seconds:.1f}s) = "
             f"{100 * a.payments_per_s / bound:.1f} % of the bound {bound:.0f}/s; {a.payments / a.wall_s:.1f}/s from "
             f"process start ({a.wall_s:.1f}s)",
-            f"    vouchers {a.vouchers:,}, markers {a.markers:,}, dead letters {a.dead_letters}, peak RSS {a.peak_rss_mb:.0f} MB; "
+            f"    vouchers {a.vouchers:,}, markers {a.markers:,}, dead letters {a.dead_letters}, "
+            f"peak RSS {a.peak_rss_mb:.0f} MB; "
             f"consumer CPU {a.cpu_s / a.payments * 1e3:.2f} ms/payment (start-up included); load {a.load:.1f}",
             f"    calls: {_calls(a)}",
         ]

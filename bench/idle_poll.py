@@ -19,21 +19,20 @@ import sys
 import time
 from dataclasses import dataclass
 
+from bench.data import LOOKBACK, load_postgres, psql
 from devstack.dataset import VOUCHER_TYPE_PAYMENT, DatasetSpec, custtr_rows
 from devstack.postgres import PostgresServer
 from devstack.stack import LocalClient, settings_dict, to_settings
-from vb2po.visma.company import open_company
 from producer.cursor import visma_clock
 from producer.payments import PaymentPoller
 from producer.publisher import KafkaTransactionalPublisher
-from vb2po.kafka.topics import ensure_topics
 from producer.service import transactional_id
 from producer.state import CompanyState
+from vb2po.kafka.topics import ensure_topics
 from vb2po.settings import Settings
+from vb2po.visma.company import open_company
 from vb2po.visma.dialect import DialectName, dialect_for
 from vb2po.visma.queries import PaymentSelection, Position, payment_poll_index, pending_payments_page
-
-from bench.data import LOOKBACK, load_postgres, psql
 
 DATABASE = "idle_1m"
 INDEX_NAME = "vb2po_CustTr_change"

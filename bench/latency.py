@@ -19,7 +19,8 @@ commit is found, how much is published twice, and what many quiet companies cost
    report puts each figure beside it.
 
 Starts a one-node Kafka broker, PostgreSQL and the sandbox on 127.0.0.1 and stops them at the
-end, also on failure, Ctrl-C or SIGTERM (about 15 minutes at the defaults). Progress on stderr; the report on stdout, its last line
+end, also on failure, Ctrl-C or SIGTERM (about 15 minutes at the defaults). Progress on stderr;
+the report on stdout, its last line
 `latency: commit->kafka p50 <a> s p99 <b> s, commit->poweroffice p50 <c> s p99 <d> s, late commit
 published <e> s after commit, republished <f>% of published, 500 companies idle CPU <g>% of a
 core, p99 commit->kafka <h> s at 500 companies` (<e>: the slowest of the late commits; the

@@ -138,7 +138,7 @@ def run(workdir: Path, bootstrap: str, pg: PostgresServer, *, rate_per_s: float,
             if time.monotonic() > deadline:
                 raise TimeoutError("the probe payments did not reach the sandbox within 180 s")
             time.sleep(0.2)
-        for n, k in zip(COMPANIES, probes):
+        for n, k in zip(COMPANIES, probes, strict=True):
             del writers[n].committed[k]
         arrivals = Arrivals(bootstrap, topic)
         arrivals.start()

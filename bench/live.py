@@ -12,9 +12,9 @@ import json
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Iterator
 from datetime import datetime
 from decimal import Decimal
+from typing import Iterator
 from zoneinfo import ZoneInfo
 
 import pyodbc

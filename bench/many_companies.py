@@ -174,7 +174,8 @@ def run(workdir: Path, bootstrap: str, pg: PostgresServer, dbs: CompanyDatabases
             if wait > 0:
                 time.sleep(wait)
             company = rng.randint(1, n)
-            writer = writers.get(company) or writers.setdefault(company, Writer(company, companies[company], targets, zone, jnos=_JNOS))
+            writer = writers.get(company) or writers.setdefault(
+                company, Writer(company, companies[company], targets, zone, jnos=_JNOS))
             writer.insert()
             writer.close()  # (one connection per payment: a few hundred open ones would crowd the server)
         committed = {k: t for w in writers.values() for k, t in w.committed.items()}

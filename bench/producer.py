@@ -20,13 +20,12 @@ import uuid
 from contextlib import ExitStack
 from pathlib import Path
 
-from devstack.kafka import KafkaCluster
-from devstack.postgres import PostgresServer
-
 from bench import backlog as backlog_bench
 from bench import idle_poll
 from bench.backlog import BacklogResult
 from bench.idle_poll import IdleResult
+from devstack.kafka import KafkaCluster
+from devstack.postgres import PostgresServer
 
 DATABASES = ("sqlite", "postgresql")
 
@@ -48,7 +47,8 @@ def report(results: list[BacklogResult], idle: list[IdleResult], idle_info: dict
                  f"{'events/s':>9} {'CPU us/event':>12} {'RSS before':>10} {'peak RSS':>9} {'load':>5}")
     for r in results:
         lines.append(f"{r.database:<11} {r.backlog:>8,} {r.table_rows:>11,} {r.committed_in_topic:>10,} {r.seconds:>8.2f} "
-                     f"{r.events_per_s:>9,.0f} {r.cpu_us_per_event:>12.0f} {r.rss_before_poll_mb:>8.0f}MB {r.peak_rss_mb:>7.0f}MB {r.load_before:>5.2f}")
+                     f"{r.events_per_s:>9,.0f} {r.cpu_us_per_event:>12.0f} {r.rss_before_poll_mb:>8.0f}MB "
+                     f"{r.peak_rss_mb:>7.0f}MB {r.load_before:>5.2f}")
     if idle_info:
         lines += ["", f"Idle PaymentPoller.poll_once() on {idle_info['rows']:,} CustTr rows in PostgreSQL "
                       f"(seeded in {idle_info['seed_s']:.0f}s; every payment marked):"]
@@ -58,11 +58,12 @@ def report(results: list[BacklogResult], idle: list[IdleResult], idle_info: dict
         for which, sql in idle_info["indexes"].items():
             lines.append(f"  {which} index: {sql}")
         lines.append(f"  SQL Server: {idle_info['tsql_index']}")
-        lines += ["", "Plan of the poll statement as sent through psqlODBC (auto_explain), documented index, cursor at newest change:"]
-        lines += ["  " + l for l in idle_info["odbc_plan"].splitlines()]
+        lines += ["", "Plan of the poll statement as sent through psqlODBC (auto_explain), documented index, "
+                      "cursor at newest change:"]
+        lines += ["  " + line for line in idle_info["odbc_plan"].splitlines()]
         for r in idle:
             lines += ["", f"EXPLAIN (ANALYZE, BUFFERS), parameters inlined, {r.index} index, {r.scenario}:"]
-            lines += ["  " + l for l in r.plan.splitlines()]
+            lines += ["  " + line for line in r.plan.splitlines()]
     lines += ["", f"wall time {wall_s:.0f}s"]
     return "\n".join(lines)
 

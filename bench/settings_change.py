@@ -28,6 +28,8 @@ from zoneinfo import ZoneInfo
 
 import requests
 
+from admin.api.token_store import KafkaTokenStore
+from admin.api.tokens import issue
 from bench.consumer_latency import LivePayments, percentile
 from bench.consumer_process import Vb2poProcess
 from bench.consumer_world import build_world, external_import_reference, progress, step
@@ -35,8 +37,6 @@ from devstack.dataset import invoices
 from devstack.kafka import KafkaCluster
 from devstack.ports import free_ports
 from devstack.stack import to_settings, write_settings
-from admin.api.token_store import KafkaTokenStore
-from admin.api.tokens import issue
 from vb2po.kafka.topics import ensure_topics
 
 FIRST_LOOKBACK = date(2025, 12, 1)
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         for n in range(1, args.changes + 1):
             key = live.insert_one()
             paid.append(key)
-            baseline.append(wait("a payment without a change", lambda: vouchers(key) == 1, processes))
+            baseline.append(wait("a payment without a change", lambda key=key: vouchers(key) == 1, processes))
 
             lookback = FIRST_LOOKBACK + timedelta(days=n % 2)
             t0 = time.monotonic()
@@ -127,8 +127,8 @@ def main(argv: list[str] | None = None) -> int:
             paid.append(key)
             version = answer.json()["version"]
             propagation.append(patch_s[-1] + wait(f"settings version {version} everywhere",
-                                                  lambda: version_everywhere(version), processes))
-            wait("the payment after the change", lambda: vouchers(key) == 1, processes)
+                                                  lambda version=version: version_everywhere(version), processes))
+            wait("the payment after the change", lambda key=key: vouchers(key) == 1, processes)
             after_change.append(time.monotonic() - inserted)
             progress(f"change {n}/{args.changes}: version {version} everywhere after {propagation[-1]:.2f}s "
                      f"(PATCH {patch_s[-1]:.2f}s); payment after it {after_change[-1]:.2f}s, without {baseline[-1]:.2f}s")

@@ -2,61 +2,80 @@
 crash-looping the consumer.
 
 An exception is caught by the per-record boundary (`consumer.handler`); a crash is not (out of
-memory, a driver segfault, a kill by the kernel). What survives the crash is the partition's
-committed offset, and the commit's metadata string. So just before a session starts processing
-the record at its partition's committed offset O, it writes a mark into that metadata: "record O
-started n times, m of them alone". A commit past O clears the mark (plain commits carry no
-metadata), and so does a clean shutdown. A session that finds a mark at O therefore knows that
-sessions before it died while O was in flight:
+memory, a driver segfault, a kill by the kernel). What survives a crash is each partition's
+committed offset and the commit's metadata string. So every commit says what was in flight on
+its partition: "records `at` to `upto` had started" (the commit is written before new records
+start). A plain commit with nothing in flight carries no metadata.
 
-- a mark at O: the record is processed *alone* first (the process holds back every other
-  record), so a crash then can only be this record's;
-- a mark that says O died alone `give_up_alone` times: O is dead-lettered without being applied.
+A session that takes a partition whose commit says records were in flight knows that the session
+before it stopped without finishing them: a crash, a kill, or a rebalance. It cannot tell which,
+so it runs those records one by one, each *alone* (every other record of every partition waits),
+and writes into the commit which record runs alone and how many sessions died with it running
+alone. Then:
 
-A session killed while it starts up (before it processes anything) leaves no mark.
-Pure: the metadata format and the decision. The consumer service does the commits.
+- once a record's first attempt returns (applied, failed, waiting for a retry), it did not take
+  the process down: the next one runs alone; after `upto`, everything goes on as normal;
+- a record that sessions died with it running alone `GIVE_UP_ALONE` times is dead-lettered
+  without being applied, and the others go on.
+
+A record merely slow (settling, backing off) is never set aside by restarts it had nothing to
+do with, and a crasher costs `GIVE_UP_ALONE` + 1 restarts at most. Pure: the metadata format and
+the decisions. The consumer service does the commits.
 """
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
 
-GIVE_UP_ALONE = 2  # sessions that died while the record ran alone, before it is set aside
-ISOLATION_S = 15.0  # how long the suspect record runs alone before the others resume (it is not crashing)
-
-NORMAL, ISOLATE, GIVE_UP = "normal", "isolate", "give_up"
+GIVE_UP_ALONE = 3  # sessions that died while the record ran alone (its first attempt never returned): set aside
+ISOLATION_S = 15.0  # how long a suspect record runs alone at most before the next (it is not crashing, only slow)
+WAIT_FOR_RECORD_S = 30.0  # a suspect range whose records never arrive (retention deleted them) is dropped
+MAX_RANGE = 1_000_000  # (a hostile or corrupt commit cannot make a session run millions of records alone)
 
 
 @dataclass(frozen=True)
-class Mark:
-    offset: int
-    started: int  # sessions that started processing the record at `offset` and never finished it
-    alone: int  # of those, the ones that ran it alone
+class InFlight:
+    """What a commit says about its partition."""
+
+    at: int  # the committed offset (the next record to read)
+    upto: int  # the last record started; upto < at: nothing in flight
+    suspect: int | None = None  # the record running alone, if any
+    alone: int = 0  # sessions (this one included) that ran `suspect` alone
 
     def metadata(self) -> str:
-        return json.dumps({"vb2po_started": self.offset, "n": self.started, "alone": self.alone}, separators=(",", ":"))
+        if self.upto < self.at and self.suspect is None:
+            return ""
+        data: dict = {"vb2po_at": self.at, "upto": self.upto}
+        if self.suspect is not None:
+            data.update(suspect=self.suspect, alone=self.alone)
+        return json.dumps(data, separators=(",", ":"))
 
-    def next(self, *, alone: bool) -> "Mark":
-        """The mark this session writes before it processes the record."""
-        return Mark(self.offset, self.started + 1, self.alone + int(alone))
+    def alone_before(self, offset: int) -> int:
+        """Sessions that died while `offset` ran alone."""
+        return self.alone if self.suspect == offset else 0
 
 
-def read_mark(committed_offset: int, metadata: str | None) -> Mark:
-    """What the last commit says about the record at `committed_offset` (nothing: a fresh mark)."""
+def read_in_flight(committed_offset: int, metadata: str | None) -> InFlight | None:
+    """What the last commit says was in flight; None: nothing (a clean commit, or metadata that is
+    not ours or not about this offset)."""
     try:
-        data = json.loads(metadata) if metadata else {}
-        if isinstance(data, dict) and data.get("vb2po_started") == committed_offset:
-            started = max(0, min(int(data.get("n", 0)), 1000))
-            alone = max(0, min(int(data.get("alone", 0)), started))
-            return Mark(committed_offset, started, alone)
-    except (ValueError, TypeError):
-        pass
-    return Mark(committed_offset, 0, 0)
+        data = json.loads(metadata) if metadata else None
+        if not isinstance(data, dict) or data.get("vb2po_at") != committed_offset:
+            return None
+        upto = min(int(data["upto"]), committed_offset + MAX_RANGE)
+        suspect = data.get("suspect")
+        if suspect is not None:
+            suspect = int(suspect)
+            if not committed_offset <= suspect <= committed_offset + MAX_RANGE:
+                suspect = None
+        alone = max(0, min(int(data.get("alone", 0)), 1000)) if suspect is not None else 0
+        if upto < committed_offset and suspect is None:
+            return None
+        return InFlight(committed_offset, max(upto, suspect if suspect is not None else upto), suspect, alone)
+    except (ValueError, TypeError, KeyError, OverflowError):  # (json gives Infinity as a float)
+        return None
 
 
-def verdict(mark: Mark) -> str:
-    if mark.alone >= GIVE_UP_ALONE:
-        return GIVE_UP
-    if mark.started > 0:
-        return ISOLATE
-    return NORMAL
+def give_up(in_flight: InFlight | None, offset: int) -> bool:
+    """Is `offset` the record that sessions died with, alone, often enough to set it aside?"""
+    return in_flight is not None and in_flight.alone_before(offset) >= GIVE_UP_ALONE

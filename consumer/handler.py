@@ -11,16 +11,20 @@ after which the record is read again.
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable, Protocol, Sequence
 
 from consumer.dead_letters import DeadLetterMemory, DeadLetterSink, MemoryDeadLetterMemory, fingerprint
-from consumer.payments import ALREADY_MARKED, UNREAD
+from consumer.outcomes import ALREADY_DEAD_LETTERED, ALREADY_MARKED, DEAD_LETTERED
+from consumer.payments import UNREAD
 from consumer.validation import check_in_context
 from schemas.codec import UndecodableEvent, decode
 from schemas.events import CreditBlockEvent, PaymentEvent
+from schemas.headers import is_republished
 from vb2po import metrics
 from vb2po.errors import TerminalError, TransientError, Vb2poError, as_vb2po_error
 from vb2po.kafka.dead_letters import DeadLetter, original_fields
@@ -30,9 +34,8 @@ from vb2po.settings import Settings
 
 log = logging.getLogger(__name__)
 
-DEAD_LETTERED = "dead_lettered"
-ALREADY_DEAD_LETTERED = "already_dead_lettered"
 CRASHED_CONSUMER = "crashed_consumer"
+RECHECK_AFTER_S = 3600.0  # a record older than this is looked up in PowerOffice before it is posted
 
 
 class StopRequested(Exception):
@@ -46,6 +49,8 @@ class Record:
     offset: int
     key: bytes | None
     value: bytes | None
+    headers: tuple[tuple[str, bytes], ...] = ()
+    timestamp_ms: int | None = None  # when it was written to Kafka
 
 
 @dataclass(frozen=True)
@@ -60,15 +65,29 @@ class Prepared:
     error: TerminalError | None = None
     done: bool = False
     seen: object = UNREAD  # the payment's Visma row as the batch read found it
+    recheck: bool = False  # ask PowerOffice for the voucher before posting (see `needs_recheck`)
 
 
 class EventApplier(Protocol):
-    def apply(self, event, *args) -> str: ...
+    def apply(self, event, *args, **options) -> str: ...
 
 
-class PaymentBatch(Protocol):
+class PaymentsApplier(EventApplier, Protocol):
+    """consumer.payments.PaymentApplier as the handler uses it (the batch steps are optional)."""
+
     def read_rows(self, events: Sequence[PaymentEvent]) -> dict: ...
     def want_invoices(self, events: Sequence[PaymentEvent]) -> None: ...
+    def agrees(self, event: PaymentEvent, current) -> bool: ...
+
+
+def needs_recheck(record: Record, now: datetime) -> bool:
+    """Should PowerOffice be asked for the voucher before it is posted? Yes for an event published
+    again for a row published before, and for a record written long ago (a replay, a backlog): its
+    payment may be registered while the row is unmarked (a changed marker, a restored database).
+    Fresh first publications cost no look-up."""
+    if is_republished(record.headers):
+        return True
+    return record.timestamp_ms is not None and now.timestamp() * 1000 - record.timestamp_ms > RECHECK_AFTER_S * 1000
 
 
 def event_type_of(event: PaymentEvent | CreditBlockEvent | None) -> str:
@@ -78,7 +97,7 @@ def event_type_of(event: PaymentEvent | CreditBlockEvent | None) -> str:
 class RecordHandler:
     def __init__(
         self,
-        payments: EventApplier,
+        payments: PaymentsApplier,
         credit_blocks: EventApplier,
         dead_letters: DeadLetterSink,
         *,
@@ -94,6 +113,8 @@ class RecordHandler:
         self.memory = memory if memory is not None else MemoryDeadLetterMemory()
         self.backoff = backoff
         self.now = now
+        self._writing: dict[str, threading.Lock] = {}  # one writer per content: copies in two lanes give one letter
+        self._writing_lock = threading.Lock()
 
     # -- the poll's batch ------------------------------------------------------------------
     def prepare(self, records: Sequence[Record]) -> list[Prepared]:
@@ -129,14 +150,17 @@ class RecordHandler:
         except UndecodableEvent as exc:
             return Prepared(record, None, fingerprint(record.value, None), TerminalError(str(exc), reason=exc.reason))
         except Exception as exc:  # noqa: BLE001 - one record's problem, whatever it is
-            return Prepared(record, None, fingerprint(record.value, None), as_vb2po_error(exc))
+            # (decoding the same bytes fails the same way again: never a retry)
+            error = as_vb2po_error(exc)
+            terminal = error if isinstance(error, TerminalError) else TerminalError(str(error), reason="undecodable")
+            return Prepared(record, None, fingerprint(record.value, None), terminal)
         digest = fingerprint(record.value, event)
         if self.settings is not None:
             try:
                 check_in_context(event, self.settings, self.now().date())
             except TerminalError as exc:
                 return Prepared(record, event, digest, exc)
-        return Prepared(record, event, digest)
+        return Prepared(record, event, digest, recheck=needs_recheck(record, self.now()))
 
     def _remembered(self, p: Prepared) -> Prepared:
         if self.memory.knows(p.fingerprint):
@@ -145,29 +169,32 @@ class RecordHandler:
             return Prepared(p.record, p.event, p.fingerprint, p.error, done=True)
         return p
 
-    @staticmethod
-    def _with_row(p: Prepared, rows: dict) -> Prepared:
+    def _with_row(self, p: Prepared, rows: dict) -> Prepared:
         if p.done or p.error is not None or not isinstance(p.event, PaymentEvent):
             return p
         key = (p.event.payload.company_no, p.event.payload.jno, p.event.payload.entno)
         if key not in rows:
             return p
         row = rows[key]
-        return Prepared(p.record, p.event, p.fingerprint, None, done=row is not None and row.marked, seen=row)
+        done = row is not None and row.marked and self.payments.agrees(p.event, row)
+        return Prepared(p.record, p.event, p.fingerprint, None, done=done, seen=row, recheck=p.recheck)
 
     # -- one record ------------------------------------------------------------------------
     def handle(self, item: Prepared | Record, cancelled: Callable[[], bool] = lambda: False, *,
-               give_up: str | None = None) -> str:
+               give_up: str | None = None, survived: Callable[[], None] | None = None) -> str:
         """Process a record to completion; raises `StopRequested` if `cancelled()` turns true while
-        it waits for a retry. `give_up` dead-letters it unapplied with that message (the crash guard)."""
+        it waits for a retry. `give_up` dead-letters it unapplied with that message (the crash guard);
+        `survived` is called once its first attempt has returned, whatever the outcome: the record
+        did not take the process down (the crash guard stops suspecting it)."""
         prepared = item if isinstance(item, Prepared) else self.prepare([item])[0]
         record = prepared.record
         with event_context(topic=record.topic, partition=record.partition, offset=record.offset):
             if prepared.done:
                 return ALREADY_DEAD_LETTERED if self.memory.knows(prepared.fingerprint) else ALREADY_MARKED
-            return self._handle(prepared, cancelled, give_up)
+            return self._handle(prepared, cancelled, give_up, survived)
 
-    def _handle(self, p: Prepared, cancelled: Callable[[], bool], give_up: str | None) -> str:
+    def _handle(self, p: Prepared, cancelled: Callable[[], bool], give_up: str | None,
+                survived: Callable[[], None] | None) -> str:
         event, first = p.event, self.now()
         metrics.EVENTS_CONSUMED.labels(event_type_of(event)).inc()
         if event is not None:
@@ -176,6 +203,9 @@ class RecordHandler:
             return self._dead_letter(p, TerminalError(give_up, reason=CRASHED_CONSUMER), 1, first, cancelled)
         if p.error is not None:
             return self._dead_letter(p, p.error, 1, first, cancelled)
+        if event is None:  # (by construction a record without an event carries its error)
+            return self._dead_letter(p, TerminalError("the record could not be decoded", reason="undecodable"), 1, first,
+                                     cancelled)
         applier = self.payments if isinstance(event, PaymentEvent) else self.credit_blocks
         attempt = 0
         first_failure: datetime | None = None
@@ -183,10 +213,13 @@ class RecordHandler:
             attempt += 1
             try:
                 if isinstance(event, PaymentEvent):
-                    return applier.apply(event, p.seen if attempt == 1 else UNREAD)
+                    return applier.apply(event, p.seen if attempt == 1 else UNREAD, recheck=p.recheck)
                 return applier.apply(event)
             except Exception as exc:  # noqa: BLE001 - the boundary: classified below, nothing escapes
                 error = as_vb2po_error(exc)
+            finally:
+                if attempt == 1 and survived is not None:
+                    survived()
             first_failure = first_failure or self.now()
             if isinstance(error, TerminalError):
                 return self._dead_letter(p, error, attempt, first_failure, cancelled)
@@ -198,6 +231,16 @@ class RecordHandler:
         log.warning("%s: %s (attempt %s), retrying in %.2fs", what, error, attempt, delay)
         if _sleep_unless(cancelled, delay):
             raise StopRequested() from error
+
+    @contextmanager
+    def _writer(self, digest: str):
+        with self._writing_lock:
+            lock = self._writing.setdefault(digest, threading.Lock())
+        with lock:
+            yield
+        with self._writing_lock:
+            if len(self._writing) > 10_000:  # (the memory remembers; the locks need not)
+                self._writing.clear()
 
     def _dead_letter(self, p: Prepared, error: TerminalError, attempts: int, first: datetime,
                      cancelled: Callable[[], bool]) -> str:
@@ -215,15 +258,17 @@ class RecordHandler:
         while True:  # a letter that cannot be written yet is retried: the record is not finished before it is
             attempt += 1
             try:
-                if self.memory.knows(p.fingerprint):  # another instance wrote it meanwhile
-                    return ALREADY_DEAD_LETTERED
-                letter_id = self.dead_letters.send(letter, record.key)
-                self.memory.remember(p.fingerprint, letter_id, letter)
+                with self._writer(p.fingerprint):
+                    if self.memory.knows(p.fingerprint):  # a copy elsewhere was dead-lettered meanwhile
+                        return ALREADY_DEAD_LETTERED
+                    letter_id = self.dead_letters.send(letter, record.key)
+                    self.memory.remember(p.fingerprint, letter_id, letter)
                 break
             except Exception as exc:  # noqa: BLE001 - writing the letter is part of the boundary
                 failure = as_vb2po_error(exc)
                 transient = failure if isinstance(failure, TransientError) else TransientError(str(failure), reason="kafka")
-                self._wait(transient, attempt, cancelled, what=f"dead letter for {record.topic}[{record.partition}]@{record.offset}")
+                where = f"{record.topic}[{record.partition}]@{record.offset}"
+                self._wait(transient, attempt, cancelled, what=f"dead letter for {where}")
         event_type = event_type_of(event)
         metrics.DEAD_LETTERED.labels(event_type, error.reason).inc()
         metrics.DEAD_LETTERED_OPEN.set(self.memory.open_payments())

@@ -23,6 +23,7 @@ from vb2po.poweroffice.models import OutgoingInvoice
 DEFAULT_TTL_S = 120.0
 DEFAULT_BATCH = 200  # invoice numbers per look-up: one request's filter for scattered six-digit numbers
 MAX_WANTED = 50_000
+FETCH_WAIT_S = 60.0  # (a look-up ends, one way or the other, within PowerOffice's timeout)
 
 
 class InvoiceDirectory:
@@ -35,6 +36,7 @@ class InvoiceDirectory:
         self._lock = threading.Lock()
         self._known: dict[int, tuple[float, OutgoingInvoice | None]] = {}  # number -> (fetched at, invoice or None)
         self._wanted: OrderedDict[int, None] = OrderedDict()
+        self._fetching: dict[int, threading.Event] = {}  # numbers a look-up is under way for
         self.lookups = 0  # requests made (for tests and the calls-per-payment figure)
 
     def want(self, numbers: Iterable[int]) -> None:
@@ -47,25 +49,40 @@ class InvoiceDirectory:
                 self._wanted.popitem(last=False)
 
     def get(self, number: int) -> OutgoingInvoice | None:
-        """The invoice, or None when PowerOffice has no invoice with that number."""
-        with self._lock:
-            if self._fresh(number):
-                return self._known[number][1]
-            batch = [number]
-            for wanted in list(self._wanted):
-                if len(batch) >= self._batch:
+        """The invoice, or None when PowerOffice has no invoice with that number. A number another
+        lane is fetching already is waited for, not fetched again (lanes miss together at start)."""
+        while True:
+            with self._lock:
+                if self._fresh(number):
+                    return self._known[number][1]
+                fetching = self._fetching.get(number)
+                if fetching is None:
+                    batch = [number]
+                    for wanted in list(self._wanted):
+                        if len(batch) >= self._batch:
+                            break
+                        if wanted != number and wanted not in self._fetching and not self._fresh(wanted):
+                            batch.append(wanted)
+                    done = threading.Event()
+                    for n in batch:
+                        self._fetching[n] = done
                     break
-                if wanted != number and not self._fresh(wanted):
-                    batch.append(wanted)
-        found = {inv.invoice_no: inv for inv in self._api.get_invoices(batch)}  # (outside the lock: it waits)
-        now = self._clock()
-        with self._lock:
-            self.lookups += 1
-            for n in batch:
-                self._known[n] = (now, found.get(n))
-                self._wanted.pop(n, None)
-            self._forget_stale(now)
-            return self._known[number][1]
+            fetching.wait(FETCH_WAIT_S)  # then look again: fetched, or that fetch failed and this lane tries
+        try:
+            found = {inv.invoice_no: inv for inv in self._api.get_invoices(batch)}  # (outside the lock: it waits)
+            now = self._clock()
+            with self._lock:
+                self.lookups += 1
+                for n in batch:
+                    self._known[n] = (now, found.get(n))
+                    self._wanted.pop(n, None)
+                self._forget_stale(now)
+                return self._known[number][1]
+        finally:
+            with self._lock:
+                for n in batch:
+                    self._fetching.pop(n, None)
+            done.set()
 
     def _fresh(self, number: int) -> bool:
         entry = self._known.get(number)

@@ -41,6 +41,14 @@ class PartitionOffsets:
         with self._lock:
             return self._committable
 
+    def first_in_flight(self) -> int | None:
+        with self._lock:
+            return self._in_order[0] if self._in_order else None
+
+    def last_started(self) -> int | None:
+        with self._lock:
+            return self._in_order[-1] if self._in_order else None
+
     @property
     def in_flight(self) -> int:
         with self._lock:

@@ -11,6 +11,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 from kafka import ConsumerRebalanceListener
 from kafka.errors import CommitFailedError, KafkaError
@@ -22,6 +23,7 @@ from consumer.credit_blocks import CreditBlockApplier, IgnoredCreditBlocks
 from consumer.dead_letters import KafkaDeadLetterMemory, KafkaDeadLetterSink
 from consumer.denied_projects import KafkaDeniedProjectsStore
 from consumer.handler import Prepared, Record, RecordHandler, StopRequested
+from consumer.intents import KafkaIntentStore
 from consumer.lanes import KeyedLanes
 from consumer.offsets import PartitionOffsets
 from consumer.payments import PaymentApplier
@@ -29,7 +31,7 @@ from consumer.routing import Route, routes_by_company
 from consumer.visma import VismaCompanyPayments
 from vb2po import metrics
 from vb2po.errors import Vb2poError
-from vb2po.kafka.clients import event_consumer, partitions_of, plain_producer
+from vb2po.kafka.clients import event_consumer, partitions_of, plain_producer, poll
 from vb2po.kafka.topics import ensure_topics
 from vb2po.live_settings import LiveSettings, follow_settings, version_in
 from vb2po.poweroffice.client import PowerOfficeClient
@@ -39,6 +41,8 @@ from vb2po.settings import Settings
 log = logging.getLogger(__name__)
 
 LAG_REFRESH_S = 5.0
+ISOLATED_POLL_MS = 10
+SETTLE_MARGIN_S = 5.0  # a request another consumer sent is over this long after its client timeout
 
 
 def build_apis(settings: Settings, routes: dict[int, Route]) -> dict[int, PowerOfficeClient]:
@@ -91,13 +95,40 @@ class _Partitions(ConsumerRebalanceListener):
 
 
 @dataclass
+class _Suspects:
+    """Records a session before this one left in flight on a partition (see consumer.crash_guard):
+    they run one by one, alone, from `next` to `upto`."""
+
+    said: crash_guard.InFlight  # what the commit said
+    next: int  # the next record to run alone
+    waiting_since: float  # when the partition began waiting for its next suspect record to arrive
+
+    @property
+    def upto(self) -> int:
+        return self.said.upto
+
+
+@dataclass
 class _Isolation:
-    """A suspect record running alone (see consumer.crash_guard)."""
+    """A suspect record running alone."""
 
     tp: TopicPartition
     offset: int
-    give_up_at: float  # end the isolation even if the record never arrives (retention, an empty partition)
-    started_at: float | None = None
+    alone: int  # sessions that ran it alone, this one included
+    until: float  # it runs alone at most this long (it is not crashing, only slow)
+    survived: bool = False  # its first attempt returned: it does not take the process down
+    fresh: bool = True  # admitted by this poll (not yet seen by the loop)
+
+    def mark_survived(self) -> None:
+        self.survived = True
+
+
+def _position(consumer, tp: TopicPartition) -> int:
+    """The partition's fetch position (-1 when unknown yet)."""
+    try:
+        return consumer.position(tp)
+    except (KafkaError, AssertionError):
+        return -1
 
 
 class ConsumerService:
@@ -107,12 +138,14 @@ class ConsumerService:
         self._dlq_producer = plain_producer(settings.kafka, "vb2po-consumer-dead-letters")
         self._memory = KafkaDeadLetterMemory(settings.kafka)
         self._applied = KafkaAppliedLog(settings.kafka)  # the console's "registered today"
+        self._intents = KafkaIntentStore(settings.kafka)  # vouchers on their way (exactly once without PowerOffice's help)
         self.live: LiveSettings | None = None
         self._consumer = None
-        self._marks: dict[TopicPartition, crash_guard.Mark] = {}  # what the last commit said about each first record
-        self._marked: set[TopicPartition] = set()  # partitions whose first record this session counted itself into
+        self._checked: set[TopicPartition] = set()  # partitions whose last commit this session read
+        self._suspects: dict[TopicPartition, _Suspects] = {}
         self._isolation: _Isolation | None = None
         self._held: dict[TopicPartition, list] = {}  # records that wait while a suspect runs alone
+        self._commits: dict[TopicPartition, tuple[int, str]] = {}  # what this session last committed
         self._build(settings)
 
     def _build(self, settings: Settings) -> None:
@@ -121,9 +154,12 @@ class ConsumerService:
         routes = routes_by_company(settings)
         self.apis = build_apis(settings, routes)
         self.payments = PaymentApplier(routes, self.apis, build_visma(settings, routes),
-                                       unmatched=settings.unmatched_payments, applied=self._applied, zone=settings.zone)
+                                       unmatched=settings.unmatched_payments, applied=self._applied,
+                                       intents=self._intents, settle_s=settings.poweroffice.timeout_s + SETTLE_MARGIN_S,
+                                       zone=settings.zone)
         self.denied = KafkaDeniedProjectsStore(settings.kafka) if settings.credit_block_sync else None
-        credit_blocks = CreditBlockApplier(routes, self.apis, self.denied) if self.denied else IgnoredCreditBlocks()
+        credit_blocks = CreditBlockApplier(routes, self.apis, self.denied, self.payments.visma) if self.denied \
+            else IgnoredCreditBlocks()
         self.handler = RecordHandler(
             self.payments, credit_blocks, KafkaDeadLetterSink(self._dlq_producer, settings.kafka.topics.dead_letters),
             settings=settings, memory=self._memory)
@@ -168,6 +204,7 @@ class ConsumerService:
         leaving = threading.Event()  # this session in the group ends: unfinished records wait for the next
         self._leaving = leaving
         self.warm_up()
+        self._intents.sync()
         consumer = event_consumer(
             kafka, group_id=kafka.consumer_group, max_poll_records=consumer_settings.max_records,
             group_instance_id=consumer_settings.instance_id, session_timeout_ms=consumer_settings.session_timeout_ms,
@@ -179,40 +216,51 @@ class ConsumerService:
             partitions_of(consumer, topic)
         consumer.subscribe([kafka.topics.payments, kafka.topics.credit_blocks], listener=self._partitions)
         self._consumer = consumer
-        self._marks = {}
-        self._marked = set()
-        self._isolation = None
-        self._held = {}
+        self._checked, self._suspects, self._isolation, self._held, self._commits = set(), {}, None, {}, {}
         lanes = KeyedLanes(consumer_settings.concurrency, name="apply")
         paused = False
         next_lag = 0.0
         try:
             while not (self._stop.is_set() or self._reload.is_set()):
-                polled = consumer.poll(timeout_ms=consumer_settings.poll_timeout_ms)
+                # (while suspects run one by one, a short poll notices each one's end at once)
+                polled = poll(consumer, ISOLATED_POLL_MS if self._isolation else consumer_settings.poll_timeout_ms)
                 if self._produced_under_newer_settings(polled):
                     break  # nothing of this poll is started: the next session reads it again
-                self._read_marks(consumer)
+                self._read_in_flight(consumer)
                 partitions: dict[TopicPartition, tuple[PartitionOffsets, int]] = {}
                 batch: list[Record] = []
                 for tp, records in self._admit(consumer, polled).items():
                     tracker = self._partitions.trackers.setdefault(tp, PartitionOffsets())
                     partitions[tp] = (tracker, self._partitions.generation.get(tp, 0))
                     # a record fetched again after a rebalance (in flight or done already) is left out
-                    batch += [Record(r.topic, r.partition, r.offset, r.key, r.value)
+                    batch += [Record(r.topic, r.partition, r.offset, r.key, r.value, tuple(r.headers or ()), r.timestamp)
                               for r in records if tracker.started(r.offset)]
-                for item in self.handler.prepare(batch):  # the whole poll: one Visma read per company
+                iso = self._isolation
+                if iso is not None and iso.fresh:
+                    iso.fresh = False
+                    if not any((r.topic, r.partition, r.offset) == (iso.tp.topic, iso.tp.partition, iso.offset)
+                                   for r in batch):
+                        iso.mark_survived()  # in flight or done here already: nothing runs alone
+                prepared = self.handler.prepare(batch)  # the whole poll: one Visma read per company
+                if any(not item.done for item in prepared):  # (a replay of done records starts nothing)
+                    self.commit(self._partitions.trackers)  # says what is in flight before it starts (crash guard)
+                for item in prepared:
                     tp = TopicPartition(item.record.topic, item.record.partition)
                     tracker, generation = partitions[tp]
                     give_up = self._give_up(tp, item.record.offset)
+                    iso = self._isolation
+                    alone = iso is not None and (iso.tp, iso.offset) == (tp, item.record.offset)
                     if item.done and give_up is None:  # marked in Visma, or dead-lettered before: no lane
                         tracker.finished(item.record.offset)
+                        if alone and iso:
+                            iso.mark_survived()
                     else:
-                        self._mark_start(consumer, tp, item.record.offset, alone=False)
                         lanes.submit(item.record.key or (tp.topic, tp.partition),
-                                     self._task(tp, generation, tracker, item, give_up))
+                                     self._task(tp, generation, tracker, item, give_up,
+                                                survived=iso.mark_survived if alone and iso else None))
                 self.commit(self._partitions.trackers)
-                if self._isolation is not None:
-                    pass  # the isolation decides what is paused
+                if self._isolation is not None or self._suspects or self._held:
+                    pass  # the crash guard decides what is paused
                 elif lanes.pending >= consumer_settings.max_in_flight:  # back-pressure: poll (heartbeats), fetch nothing
                     consumer.pause(*consumer.assignment())
                     paused = True
@@ -226,112 +274,108 @@ class ConsumerService:
             leaving.set()
             lanes.wait_idle(timeout=30)  # records waiting for a retry stop at once (cancelled)
             lanes.close(timeout=5)
-            self.commit(self._partitions.trackers)
-            self._clear_marks(consumer)  # a clean exit: the next session is no crash survivor
+            self.commit(self._partitions.trackers, clean=True)  # a clean exit: the next session is no crash survivor
             consumer.close(autocommit=False)
             self._consumer = None
 
     # -- the crash guard (see consumer.crash_guard) ----------------------------------------
-    def _read_marks(self, consumer) -> None:
-        """For each partition this session just took: what the last commit says about its first record."""
+    def _read_in_flight(self, consumer) -> None:
+        """For each partition this session just took: what the last commit says was in flight."""
         assignment = consumer.assignment()
-        for tp in list(self._marks):
+        for tp in list(self._checked):
             if tp not in assignment:
-                del self._marks[tp]
-                self._marked.discard(tp)
+                self._checked.discard(tp)
+                self._suspects.pop(tp, None)
+                self._commits.pop(tp, None)
         for tp in assignment:
-            if tp in self._marks:
+            if tp in self._checked:
                 continue
             try:
                 committed = consumer.committed(tp, metadata=True)
-                offset = committed.offset if committed is not None else consumer.position(tp)
             except KafkaError as exc:
                 log.warning("could not read the committed offset of %s (%s); trying again next poll", tp, exc)
                 continue
-            mark = crash_guard.read_mark(offset, committed.metadata if committed is not None else None)
-            self._marks[tp] = mark
-            self._partitions.trackers.setdefault(tp, PartitionOffsets()).committed = offset
-            verdict = crash_guard.verdict(mark)
-            if verdict != crash_guard.NORMAL:
-                metrics.CRASH_GUARD.labels(verdict).inc()
-                log.warning("%s[%s]@%s: %s session(s) before this one died while processing it (%s of them with the "
-                            "record alone): %s", tp.topic, tp.partition, offset, mark.started, mark.alone,
-                            "it is set aside unapplied" if verdict == crash_guard.GIVE_UP else "it runs alone first")
-
-    def _mark_start(self, consumer, tp: TopicPartition, offset: int, *, alone: bool) -> None:
-        """Before the partition's first record is processed: count this session into the commit metadata."""
-        mark = self._marks.get(tp)
-        if mark is None or tp in self._marked or offset != mark.offset:
-            return
-        try:
-            consumer.commit({tp: OffsetAndMetadata(offset, mark.next(alone=alone).metadata(), -1)})
-            self._marked.add(tp)
-        except (CommitFailedError, KafkaError) as exc:
-            log.warning("could not mark the start of %s[%s]@%s (%s)", tp.topic, tp.partition, offset, exc)
+            self._checked.add(tp)
+            if committed is None:
+                continue
+            self._partitions.trackers.setdefault(tp, PartitionOffsets()).committed = committed.offset
+            self._commits[tp] = (committed.offset, committed.metadata or "")
+            said = crash_guard.read_in_flight(committed.offset, committed.metadata)
+            if said is None:
+                continue
+            self._suspects[tp] = _Suspects(said, said.at, time.monotonic())
+            metrics.CRASH_GUARD.labels("isolate").inc(said.upto - said.at + 1)
+            log.warning("%s[%s]: the session before this one stopped with records %s to %s in flight (a crash, a kill or "
+                        "a rebalance): they run one by one, alone, first%s", tp.topic, tp.partition, said.at, said.upto,
+                        f"; record {said.suspect} has been running alone when {said.alone} session(s) died"
+                        if said.alone else "")
 
     def _give_up(self, tp: TopicPartition, offset: int) -> str | None:
-        mark = self._marks.get(tp)
-        if mark is None or offset != mark.offset or crash_guard.verdict(mark) != crash_guard.GIVE_UP:
+        suspects = self._suspects.get(tp)
+        if suspects is None or not crash_guard.give_up(suspects.said, offset):
             return None
-        return (f"the consumer process stopped {mark.started} times while this record was being processed, "
-                f"{mark.alone} of them with nothing else running (out of memory, a driver crash?): it is set aside "
-                "unapplied so the others can go on")
+        metrics.CRASH_GUARD.labels("give_up").inc()
+        return (f"the consumer process stopped {suspects.said.alone} times while this record ran alone (out of memory, "
+                "a driver crash?): it is set aside unapplied so the others can go on")
 
     def _admit(self, consumer, polled: dict) -> dict:
-        """The records to start now. While a suspect record runs alone, every other record waits
-        (its partition is paused and sought back), so a crash then can only be the suspect's."""
-        iso = self._isolation
-        if iso is None:
-            pending = [tp for tp, mark in self._marks.items()
-                       if crash_guard.verdict(mark) == crash_guard.ISOLATE and tp not in self._marked]
-            if not pending:
-                return polled
-            tp = pending[0]
-            iso = self._isolation = _Isolation(tp, self._marks[tp].offset, time.monotonic() + crash_guard.ISOLATION_S * 2)
-        tracker = self._partitions.trackers.get(iso.tp)
-        done = tracker is not None and (tracker.committable() or 0) > iso.offset
-        now = time.monotonic()
-        if done or (iso.started_at is not None and now > iso.started_at + crash_guard.ISOLATION_S) \
-                or now > iso.give_up_at or iso.tp not in consumer.assignment():
-            self._marked.add(iso.tp)  # handled: normal from here
-            self._isolation = None
-            consumer.resume(*consumer.assignment())
-            log.info("%s[%s]@%s ran alone %s; the other records go on", iso.tp.topic, iso.tp.partition, iso.offset,
-                     "and finished" if done else "without finishing yet")
-            assignment = consumer.assignment()
-            held = {tp: records for tp, records in self._held.items() if tp in assignment}
-            self._held = {}
-            for tp, records in polled.items():
-                held.setdefault(tp, []).extend(records)
-            return self._admit(consumer, held)
-        admitted: dict = {}
+        """The records to start now. While records a crashed session left in flight run one by one,
+        alone, every other record waits (held here; its partition paused), so a crash then can
+        only be the suspect's."""
+        if not self._suspects and self._isolation is None and not self._held and all(tp in self._checked for tp in polled):
+            return polled
+        assignment = consumer.assignment()
+        queue = {tp: records for tp, records in self._held.items() if tp in assignment}
         for tp, records in polled.items():
-            keep = [r for r in records if tp == iso.tp and r.offset == iso.offset and iso.started_at is None]
-            if keep:
-                self._mark_start(consumer, tp, iso.offset, alone=True)
-                self._marked.add(tp)
-                admitted[tp] = keep
-                iso.started_at = time.monotonic()
-            # held, not sought back: the records wait here (at most a poll or two: the rest is paused)
-            self._held.setdefault(tp, []).extend(r for r in records if r not in keep)
-        others = [tp for tp in consumer.assignment() if tp != iso.tp or iso.started_at is not None]
-        if others:
-            consumer.pause(*others)
+            queue.setdefault(tp, []).extend(records)
+        self._held = {}
+        admitted: dict = {}
+        now = time.monotonic()
+        iso = self._isolation
+        if iso is not None and (iso.survived or now > iso.until or iso.tp not in assignment):
+            log.info("%s[%s]@%s ran alone %s", iso.tp.topic, iso.tp.partition, iso.offset,
+                     "and did not take the process down" if iso.survived else "without an answer yet; the next goes on")
+            self._isolation = iso = None
+        waiting: TopicPartition | None = None
+        while iso is None and self._suspects:
+            tp = next(iter(self._suspects))
+            suspects = self._suspects[tp]
+            records = sorted((r for r in queue.get(tp, []) if r.offset >= suspects.next), key=lambda r: r.offset)
+            if tp not in assignment or suspects.next > suspects.upto or (records and records[0].offset > suspects.upto) \
+                    or (not records and _position(consumer, tp) > suspects.upto):
+                del self._suspects[tp]  # every record it left in flight ran: normal from here
+                continue
+            if not records:
+                if now - suspects.waiting_since > crash_guard.WAIT_FOR_RECORD_S:
+                    log.warning("%s[%s]: records %s to %s never arrived; going on", tp.topic, tp.partition,
+                                suspects.next, suspects.upto)
+                    del self._suspects[tp]
+                    continue
+                waiting = tp  # fetch it
+                break
+            record = records[0]
+            queue[tp].remove(record)
+            suspects.next, suspects.waiting_since = record.offset + 1, now
+            admitted.setdefault(tp, []).append(record)
+            if not crash_guard.give_up(suspects.said, record.offset):  # (given up: dead-lettered at once, not run)
+                iso = self._isolation = _Isolation(tp, record.offset, suspects.said.alone_before(record.offset) + 1,
+                                                   now + crash_guard.ISOLATION_S)
+        unchecked = {tp for tp in assignment if tp not in self._checked}  # what its last commit says is not known yet
+        if iso is None and waiting is None:
+            for tp, records in queue.items():
+                if tp in unchecked:
+                    self._held[tp] = records
+                else:
+                    admitted.setdefault(tp, []).extend(records)
+            consumer.resume(*(assignment - unchecked))
+            if unchecked:
+                consumer.pause(*unchecked)
+            return admitted
+        self._held = queue
+        consumer.pause(*(tp for tp in assignment if tp != waiting))
+        if waiting is not None:
+            consumer.resume(waiting)
         return admitted
-
-    def _clear_marks(self, consumer) -> None:
-        """Leaving cleanly: a partition whose first record this session marked and never got past is
-        no crash survivor; clear its mark so the next session does not hold it suspect."""
-        clear = {}
-        for tp in self._marked:
-            mark, tracker = self._marks.get(tp), self._partitions.trackers.get(tp)
-            if mark is not None and tracker is not None and tracker.committed == mark.offset:
-                clear[tp] = OffsetAndMetadata(mark.offset, "", -1)
-        if clear:
-            try:
-                consumer.commit(clear)
-            except (CommitFailedError, KafkaError) as exc:
-                log.warning("could not clear the start marks (%s); the next session runs their first record alone", exc)
 
     def _produced_under_newer_settings(self, polled) -> bool:
         """An event stamped with a settings version this process has not applied yet: catch up
@@ -345,7 +389,8 @@ class ConsumerService:
         self.live.refresh()
         return self._reload.is_set()
 
-    def _task(self, tp: TopicPartition, generation: int, tracker: PartitionOffsets, item: Prepared, give_up: str | None):
+    def _task(self, tp: TopicPartition, generation: int, tracker: PartitionOffsets, item: Prepared, give_up: str | None,
+              *, survived: Callable[[], None] | None = None):
         partitions, leaving = self._partitions, self._leaving
 
         def cancelled() -> bool:
@@ -355,7 +400,7 @@ class ConsumerService:
             if cancelled():
                 return
             try:
-                self.handler.handle(item, cancelled, give_up=give_up)
+                self.handler.handle(item, cancelled, give_up=give_up, survived=survived)
             except StopRequested:
                 return  # not finished: the offset stays uncommitted and the record is read again
             except Exception:  # noqa: BLE001 - the handler's boundary failed itself: set the record aside
@@ -369,25 +414,45 @@ class ConsumerService:
             tracker.finished(item.record.offset)
         return run
 
-    def commit(self, trackers: dict[TopicPartition, PartitionOffsets]) -> None:
-        """Commit each partition's finished prefix (called from the polling thread only)."""
+    def commit(self, trackers: dict[TopicPartition, PartitionOffsets], *, clean: bool = False) -> None:
+        """Commit each partition's finished prefix, saying what is in flight past it (the crash
+        guard); called from the polling thread only, before records start and after they finish.
+        `clean`: the session ends in order, what is still in flight did not crash it."""
         consumer = self._consumer
         if consumer is None:
             return
-        offsets, committing = {}, {}
+        offsets = {}
         for tp, tracker in list(trackers.items()):  # the network thread may retire partitions meanwhile
-            committable = tracker.committable()
-            if committable is not None and committable != tracker.committed:
-                offsets[tp] = OffsetAndMetadata(committable, "", -1)
-                committing[tp] = tracker
+            at = tracker.committable()
+            if at is None:
+                at = tracker.committed if tracker.committed is not None else tracker.first_in_flight()
+            if at is None:
+                continue
+            metadata = self._in_flight(tp, tracker, at, clean).metadata()
+            if self._commits.get(tp) != (at, metadata):
+                offsets[tp] = OffsetAndMetadata(at, metadata, -1)
         if not offsets:
             return
         try:
             consumer.commit(offsets)
             for tp, meta in offsets.items():
-                committing[tp].committed = meta.offset
+                self._commits[tp] = (meta.offset, meta.metadata)
+                if tp in trackers:
+                    trackers[tp].committed = meta.offset
         except (CommitFailedError, KafkaError) as exc:
             log.warning("offset commit failed (%s); the records after the last commit are processed again", exc)
+
+    def _in_flight(self, tp: TopicPartition, tracker: PartitionOffsets, at: int, clean: bool) -> crash_guard.InFlight:
+        last = tracker.last_started()
+        upto = -1 if clean or last is None else last
+        suspects, iso = self._suspects.get(tp), self._isolation
+        if suspects is not None:  # not all run yet: the next session still has to
+            upto = max(upto, suspects.upto)
+        if iso is not None and iso.tp == tp and not clean:
+            return crash_guard.InFlight(at, max(upto, iso.offset), iso.offset, iso.alone)
+        if suspects is not None and suspects.said.suspect is not None and suspects.said.suspect >= max(at, suspects.next):
+            return crash_guard.InFlight(at, upto, suspects.said.suspect, suspects.said.alone)
+        return crash_guard.InFlight(at, upto)
 
     def _report_lag(self, consumer) -> None:
         for tp in consumer.assignment():
@@ -408,4 +473,5 @@ class ConsumerService:
         self._dlq_producer.close(timeout=10)
         self._memory.close()
         self._applied.close()
+        self._intents.close()
         self._release()

@@ -11,13 +11,13 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from datetime import date
-from typing import Callable, Collection, Protocol
+from typing import Any, Callable, Collection, Protocol
 
 from vb2po.errors import TerminalError
 from vb2po.settings import Settings
 from vb2po.visma.company import CompanySource, open_company
 from vb2po.visma.payments import PaymentFacts, PaymentRow, interpret
-from vb2po.visma.queries import mark_payment, payment_rows_by_keys, payment_rows_of_invoice
+from vb2po.visma.queries import customer_by_act_no, mark_payment, payment_rows_by_keys, payment_rows_of_invoice
 
 KEYS_PER_LOOKUP = 200  # (JNo, EntNo) pairs per statement: 400 parameters, well under every driver's limit
 Key = tuple[int, int]
@@ -29,10 +29,12 @@ class VismaRow:
 
     row: PaymentRow
     marked: bool
+    intents_seen: int = 0  # the intent log's position before the row was read (consumer.intents); 0: unknown
 
     @property
     def key(self) -> Key:
-        return int(self.row.jno), int(self.row.entno)
+        row: Any = self.row  # (its columns hold what the driver gave; a key read is a whole number)
+        return int(row.jno), int(row.entno)
 
 
 class VismaPayments(Protocol):
@@ -48,6 +50,13 @@ class VismaPayments(Protocol):
 
     def mark(self, keys: Collection[Key]) -> int:
         """Set the marker on these still-unmarked rows in one statement; returns the rows changed."""
+        ...
+
+    def close(self) -> None: ...
+
+    def actor(self, act_no: int) -> tuple[int, bool | None] | None:
+        """(customer number, credit-blocked) of an Actor row, blocked None when CrSusp is no 0/1;
+        None when there is no such row."""
         ...
 
 
@@ -103,6 +112,13 @@ class VismaCompanyPayments:
                                    sorted(set(keys)))
         return source.db.execute(sql, params)
 
+    def actor(self, act_no: int) -> tuple[int, bool | None] | None:
+        source = self.source
+        sql, params = customer_by_act_no(source.db.dialect, act_no)
+        for _, cust_no, cr_susp, *_ in list(source.db.query(sql, params)):
+            return read_actor(cust_no, cr_susp)
+        return None
+
     def close(self) -> None:
         with self._lock:
             if self._source is not None:
@@ -110,11 +126,25 @@ class VismaCompanyPayments:
                 self._source = None
 
 
+def read_actor(cust_no: Any, cr_susp: Any) -> tuple[int, bool | None]:
+    """(whatever the driver gave for the two columns: anything their types allow)"""
+    try:
+        customer = int(cust_no)
+    except (TypeError, ValueError):
+        customer = 0
+    try:
+        state = int(cr_susp)
+    except (TypeError, ValueError):
+        state = -1
+    return customer, (state == 1) if state in (0, 1) else None
+
+
 class FakeVismaPayments:
     """In-memory CustTr for unit tests: rows by key, a marker flag each, the same `interpret`."""
 
-    def __init__(self, rows: list[PaymentRow], rule, currencies) -> None:
-        self.rows = {(int(r.jno), int(r.entno)): r for r in rows}
+    def __init__(self, rows: list[PaymentRow], rule, currencies, actors: dict[int, tuple[int, int]] | None = None) -> None:
+        self.rows = {VismaRow(r, False).key: r for r in rows}
+        self.actors = dict(actors or {})  # ActNo -> (CustNo, CrSusp)
         self.marked: set[Key] = set()
         self.rule, self.currencies = rule, currencies
         self.writes = 0
@@ -130,6 +160,10 @@ class FakeVismaPayments:
 
     def facts(self, row: PaymentRow, today: date) -> PaymentFacts:
         return interpret(row, self.rule, self.currencies, today)
+
+    def actor(self, act_no: int) -> tuple[int, bool | None] | None:
+        found = self.actors.get(act_no)
+        return None if found is None else read_actor(*found)
 
     def mark(self, keys: Collection[Key]) -> int:
         fresh = {k for k in keys if k in self.rows and k not in self.marked}

@@ -231,7 +231,7 @@ PYTHON
 }
 
 say "validating the objects rendered with the default values"
-validate_rendered default "Deployment,ConfigMap,Service,ServiceAccount,NetworkPolicy" || fail "rendered objects (default values)"
+validate_rendered default "Deployment,StatefulSet,ConfigMap,Service,ServiceAccount,NetworkPolicy" || fail "rendered objects (default values)"
 say "validating the objects rendered with the full values"
 validate_rendered full "Deployment,StatefulSet,ConfigMap,Service,ServiceAccount,ServiceMonitor,PrometheusRule,PodDisruptionBudget,NetworkPolicy" \
   || fail "rendered objects (full values)"

@@ -169,7 +169,8 @@ def base_layout(refresh: bool = False) -> Path:
         debs = cache / "debs"
         debs.mkdir(parents=True, exist_ok=True)
         extra = _extra_debs()
-        say(f"building the Debian layer with mmdebstrap ({SUITE}: {', '.join(DEBIAN_PACKAGES + tuple(d.name for d in extra))}) ...")
+        packages = ", ".join(DEBIAN_PACKAGES + tuple(d.name for d in extra))
+        say(f"building the Debian layer with mmdebstrap ({SUITE}: {packages}) ...")
         began = time.monotonic()
         with tempfile.TemporaryDirectory(prefix="vb2po-image-base-", dir=cache) as tmp:
             tar = Path(tmp) / "debian.tar"

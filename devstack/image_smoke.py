@@ -33,7 +33,7 @@ from datetime import date
 from pathlib import Path
 
 from devstack.dataset import DatasetSpec, payment_rows
-from devstack.image import ENTRYPOINT, ROOT, UID, Image, build, project_version
+from devstack.image import ENTRYPOINT, UID, Image, build, project_version
 from devstack.ports import free_port
 from devstack.stack import LocalClient, settings_dict, write_settings
 from devstack.visma_seed import seed_company, sqlite_connection_string

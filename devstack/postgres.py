@@ -52,7 +52,7 @@ class PostgresServer:
             check=True, capture_output=True, text=True,
         )
         self.port = free_port()
-        opts = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.workdir} -c fsync=off -c max_connections={self.max_connections}"
+        opts = self._options()
         subprocess.run(
             _as_postgres_user([_pg_bin("pg_ctl"), "-D", str(self.datadir), "-l", str(self.workdir / "server.log"),
                                "-o", opts, "-w", "-t", str(int(timeout)), "start"]),
@@ -80,6 +80,10 @@ class PostgresServer:
             f"Uid=postgres;Pwd=unused;UseServerSidePrepare=1"
         )
 
+    def _options(self) -> str:
+        return (f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.workdir} -c fsync=off "
+                f"-c max_connections={self.max_connections}")
+
     def create_database(self, name: str, *, template: str | None = None) -> str:
         """A fresh (emptied if it exists) database, a copy of `template` if given (files copied:
         much faster than loading the same rows again); returns its ODBC connection string."""
@@ -106,3 +110,23 @@ class PostgresServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    # -- a hard stop and a start on the same data and port (the chaos run) -----------------
+    def kill(self) -> None:
+        """Stop the server as a crash would: `pg_ctl stop -m immediate` (no checkpoint, every
+        connection cut; the next start runs crash recovery). The data directory stays."""
+        if self._started:
+            subprocess.run(
+                _as_postgres_user([_pg_bin("pg_ctl"), "-D", str(self.datadir), "-m", "immediate", "-w", "stop"]),
+                check=True, capture_output=True, text=True,
+            )
+
+    def restart(self, timeout: float = 60) -> None:
+        """Start the server again after `kill()`: the same data directory, port and options."""
+        opts = self._options()
+        subprocess.run(
+            _as_postgres_user([_pg_bin("pg_ctl"), "-D", str(self.datadir), "-l", str(self.workdir / "server.log"),
+                               "-o", opts, "-w", "-t", str(int(timeout)), "start"]),
+            check=True, capture_output=True, text=True,
+        )
+        self._wait_ready(timeout)

@@ -2,15 +2,14 @@
 from __future__ import annotations
 
 import sys
+from datetime import date
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from datetime import date
-
-from devstack.dataset import VOUCHER_TYPE_PAYMENT, CustTrRow, DatasetSpec, custtr_rows, customers
+from devstack.dataset import VOUCHER_TYPE_PAYMENT, CustTrRow, DatasetSpec, customers, custtr_rows
 from producer.rows import RowReader
-from vb2po.visma.payments import CurrencyBook, PaymentRow, PaymentRule
 from vb2po.visma.db import VismaDatabase
+from vb2po.visma.payments import CurrencyBook, PaymentRow, PaymentRule
 from vb2po.visma.tables import ACTOR, CUSTTR, Table
 
 SQLITE_DRIVER = "SQLite3"

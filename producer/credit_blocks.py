@@ -18,16 +18,22 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Callable
+from typing import Any, Callable
 from zoneinfo import ZoneInfo
 
 from producer.payments import PollOutcome
 from producer.publisher import Outgoing, Publisher
 from producer.rows import BadRow
-from producer.state import CompanyState, CustomerBlock, StateCell, customer_key as state_key, encode_block
+from producer.state import CompanyState, CustomerBlock, StateCell, encode_block
+from producer.state import customer_key as state_key
 from schemas.codec import encode
 from schemas.events import (
-    SCHEMA_VERSION, CreditBlockEvent, CreditBlockPayload, Source, credit_block_event_id, customer_key,
+    SCHEMA_VERSION,
+    CreditBlockEvent,
+    CreditBlockPayload,
+    Source,
+    credit_block_event_id,
+    customer_key,
 )
 from vb2po import metrics
 from vb2po.errors import TerminalError
@@ -45,7 +51,7 @@ INT_MAX = 2**31 - 1
 @dataclass(frozen=True)
 class ActorRow:
     act_no: int
-    cust_no: object
+    cust_no: Any
     cr_susp: object
     cr_lmt: object
     ch_dt: object

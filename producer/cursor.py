@@ -38,6 +38,7 @@ def window_stamp(cursor: Position | None, now: datetime, overlap_s: float, time_
     yet, or a cursor whose change stamp is no time (ChDt 0)."""
     if cursor is None or not cursor.ch_dt:
         return None
+    assert now.tzinfo is not None  # (Visma-local time, always aware)
     try:
         at = visma_change_time(cursor.ch_dt, cursor.ch_time, time_column, now.tzinfo)
     except (TypeError, ValueError):

@@ -32,7 +32,7 @@ from vb2po import metrics
 from vb2po.errors import TerminalError
 from vb2po.kafka.dead_letters import DeadLetter
 from vb2po.settings import ProducerSettings, TopicSettings
-from vb2po.visma.clock import visma_date, yyyymmdd
+from vb2po.visma.clock import yyyymmdd
 from vb2po.visma.company import CompanySource
 from vb2po.visma.queries import Position, pending_payments_page, unmarked_payments_page
 
@@ -145,8 +145,10 @@ class PaymentPoller:
         keys: list[tuple[int, int]] = []
         while True:
             start = after
-            rows = read_page(self.source.db, sel, lambda keys_only: pending_payments_page(
-                self.source.db.dialect, sel, start, upper, self.page_size, keys_only=keys_only), self.company_no)
+
+            def query_page(keys_only: bool, start: Position | None = start) -> tuple[str, list]:
+                return pending_payments_page(self.source.db.dialect, sel, start, upper, self.page_size, keys_only=keys_only)
+            rows = read_page(self.source.db, sel, query_page, self.company_no)
             if not rows:
                 if counts.rows_read == 0:
                     self._skip_idle_stretch(now)
@@ -252,8 +254,10 @@ class PaymentPoller:
         after_key = None
         while True:
             last = after_key
-            rows = read_page(self.source.db, sel, lambda keys_only: unmarked_payments_page(
-                self.source.db.dialect, sel, last, self.page_size, keys_only=keys_only), self.company_no)
+
+            def query_page(keys_only: bool, last: tuple[int, int] | None = last) -> tuple[str, list]:
+                return unmarked_payments_page(self.source.db.dialect, sel, last, self.page_size, keys_only=keys_only)
+            rows = read_page(self.source.db, sel, query_page, self.company_no)
             if rows:
                 after_key = (int(rows[-1].jno), int(rows[-1].entno))
                 wanted = [r for r in rows if self._sweepable(r, upper, published_before, now)]
@@ -303,7 +307,8 @@ class PaymentPoller:
                 if isinstance(row, UnreadableRow):
                     raise BadRow("unreadable_row", f"company {company_no} {row.key}: {row.error}")
                 event = self.reader.event(row, moment)
-                messages.append(Outgoing(self.topics.payments, customer_key(company_no, event.payload.customer_no), encode(event)))
+                messages.append(Outgoing(self.topics.payments, customer_key(company_no, event.payload.customer_no),
+                                         encode(event)))
                 p = event.payload
                 published.append((position or Position(0, 0, p.jno, p.entno), behind))
                 if not behind:
@@ -322,8 +327,9 @@ class PaymentPoller:
             if move_cursor and position is not None:
                 cursor = advance(cursor, position)
         new_state = replace(self.state, payments_cursor=cursor)
-        if cursor != before:
-            new_state = replace(new_state, cursor_marks=mark_cursor(self.state.cursor_marks, now, cursor, self.sweep_grace_s))
+        if cursor is not None and cursor != before:
+            new_state = replace(new_state, cursor_marks=mark_cursor(self.state.cursor_marks, now, cursor,
+                                                                    self.sweep_grace_s))
         if bad_keys or recovered:
             new_state = new_state.with_dead_lettered(set(bad_keys), forget=recovered)
         # Remember what the re-scan will meet again (changed inside its window) and what was published

@@ -9,7 +9,8 @@ import logging
 from dataclasses import dataclass
 from typing import Protocol
 
-from kafka.errors import KafkaError, ProducerFencedError
+from kafka import KafkaProducer
+from kafka.errors import KafkaError, KafkaTimeoutError, ProducerFencedError
 
 from vb2po.errors import TerminalError, TransientError
 from vb2po.kafka.clients import transactional_producer
@@ -18,12 +19,15 @@ from vb2po.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
 
+COMMIT_TIMEOUT_S = 15.0  # a commit not acknowledged by then is given up (the coordinator's broker died mid-commit)
+
 
 @dataclass(frozen=True)
 class Outgoing:
     topic: str
     key: bytes
     value: bytes | None  # None: a tombstone (compacted topics)
+    headers: tuple[tuple[str, bytes], ...] = ()  # besides the settings version every record carries
 
 
 class ProducerFenced(TerminalError):
@@ -44,39 +48,68 @@ class KafkaTransactionalPublisher:
     def __init__(self, kafka: KafkaSettings, transactional_id: str):
         self._kafka = kafka
         self._transactional_id = transactional_id
-        self._producer = transactional_producer(kafka, transactional_id)
+        self._producer: KafkaProducer | None = transactional_producer(kafka, transactional_id)
         self.settings_version = 0  # stamped on every record (see vb2po.live_settings.VERSION_HEADER)
 
     def publish(self, messages: list[Outgoing]) -> None:
-        producer = self._producer
         try:
+            if self._producer is None:  # (replaced after a failure; its init may fail while the broker is away)
+                self._producer = transactional_producer(self._kafka, self._transactional_id)
+            producer = self._producer
             producer.begin_transaction()
             headers = version_header(self.settings_version)
             for m in messages:
-                producer.send(m.topic, key=m.key, value=m.value, headers=headers)
-            producer.commit_transaction()
+                producer.send(m.topic, key=m.key, value=m.value, headers=headers + list(m.headers))
+            self._commit(producer)
         except ProducerFencedError as exc:
             raise ProducerFenced(f"producer {self._transactional_id} was fenced by a newer instance") from exc
+        except KafkaTimeoutError as exc:
+            # Neither committed nor aborted for sure, and an abort could wait as long: a new producer
+            # with the same transactional id finishes or aborts it (init_transactions), and the poll
+            # publishes again; a commit that did land only repeats events the consumers skip.
+            log.warning("the Kafka transaction of %s was not acknowledged in %.0f s; starting a new producer",
+                        self._transactional_id, COMMIT_TIMEOUT_S)
+            self._recreate()
+            raise TransientError(f"publishing timed out: {exc!r}", reason="kafka") from exc
         except KafkaError as exc:
             self._abort_quietly()
             raise TransientError(f"publishing failed: {exc!r}", reason="kafka") from exc
 
+    @staticmethod
+    def _commit(producer) -> None:
+        """commit_transaction() with a deadline: kafka-python's waits without one, and a producer whose
+        transaction coordinator died mid-commit waited two minutes in `make chaos`."""
+        result = producer._transaction_manager.begin_commit()
+        producer._sender.wakeup()
+        if not result.wait(COMMIT_TIMEOUT_S * 1000):
+            raise KafkaTimeoutError(f"commit not acknowledged in {COMMIT_TIMEOUT_S:.0f} s")
+
     def _abort_quietly(self) -> None:
-        try:
-            self._producer.abort_transaction()
+        if self._producer is None:
+            return
+        try:  # abort_transaction() with a deadline, as `_commit`
+            result = self._producer._transaction_manager.begin_abort()
+            self._producer._sender.wakeup()
+            if not result.wait(COMMIT_TIMEOUT_S * 1000):
+                raise KafkaTimeoutError(f"abort not acknowledged in {COMMIT_TIMEOUT_S:.0f} s")
         except Exception:  # noqa: BLE001 - a broken producer is replaced below
             log.warning("abort failed; recreating producer %s", self._transactional_id)
             self._recreate()
 
     def _recreate(self) -> None:
+        """Drop the producer; the next publish starts a new one with the same transactional id,
+        which fences this one and finishes or aborts its open transaction."""
+        producer, self._producer = self._producer, None
+        if producer is None:
+            return
         try:
-            self._producer.close(timeout=5)
-        except Exception:  # noqa: BLE001
+            producer.close(timeout=5)
+        except Exception:  # noqa: BLE001 - it is being dropped
             pass
-        self._producer = transactional_producer(self._kafka, self._transactional_id)
 
     def close(self) -> None:
-        self._producer.close(timeout=10)
+        if self._producer is not None:
+            self._producer.close(timeout=10)
 
 
 class FakePublisher:

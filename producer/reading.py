@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 from vb2po.errors import TerminalError
 from vb2po.visma.db import VismaDatabase
@@ -28,8 +28,8 @@ class UnreadableRow:
 
     jno: int
     entno: int
-    ch_dt: object
-    ch_time: object
+    ch_dt: Any  # (as the driver gave them)
+    ch_time: Any
     error: str
 
     @property

@@ -16,7 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime, timezone
 
-from vb2po.visma.company import open_company
+from prometheus_client import Gauge
+
 from producer.credit_blocks import CreditBlockPoller
 from producer.payments import PaymentPoller, PollOutcome
 from producer.publisher import KafkaTransactionalPublisher, ProducerFenced
@@ -25,11 +26,12 @@ from producer.schedule import Scheduler
 from producer.state import CompanyState, StateCell, load_states
 from vb2po import metrics
 from vb2po.errors import TerminalError, TransientError
-from vb2po.kafka.topics import ensure_topics
 from vb2po.integration_settings import Overrides
+from vb2po.kafka.topics import ensure_topics
 from vb2po.live_settings import LiveSettings, follow_settings
 from vb2po.retry import Backoff
 from vb2po.settings import CompanySettings, Settings
+from vb2po.visma.company import open_company
 
 log = logging.getLogger(__name__)
 IDLE_AFTER_S = 60.0  # a company without a new payment for this long is polled at the idle interval
@@ -73,8 +75,8 @@ class CompanyWorker:
         self._published = {kind: metrics.EVENTS_PUBLISHED.labels(label, kind) for kind in ("payment", "credit_block")}
         # The gauges only once they have a value: a company that never polled successfully has no
         # last-success series (the VB2POPollNeverSucceeded alert asks for exactly that), not a 0.
-        self._cursor_lag = None
-        self._last_success = None
+        self._cursor_lag: Gauge | None = None
+        self._last_success: Gauge | None = None
 
     @property
     def label(self) -> str:
@@ -244,7 +246,8 @@ class ProducerService:
         # read_committed view of the state topic until the transaction timeout.
         # (side by side: with hundreds of companies, one after another would take minutes)
         with ThreadPoolExecutor(max_workers=min(START_THREADS, len(self.settings.companies)) or 1) as pool:
-            made = pool.map(lambda c: (c.company_no, KafkaTransactionalPublisher(self.settings.kafka, transactional_id(c.company_no))),
+            made = pool.map(lambda c: (c.company_no,
+                                       KafkaTransactionalPublisher(self.settings.kafka, transactional_id(c.company_no))),
                             self.settings.companies)
             publishers = dict(made)
         states = load_states(self.settings.kafka)
@@ -275,7 +278,8 @@ class ProducerService:
         scheduler = Scheduler(min(p.threads, len(self.workers)) or 1, name="company-rounds")
         for worker in self.workers.values():
             # spread the companies' first rounds over a second instead of all at once
-            scheduler.add(_Rounds(self, worker), random.uniform(0, min(1.0, worker.poll_interval())) if len(self.workers) > 1 else 0)
+            spread = random.uniform(0, min(1.0, worker.poll_interval())) if len(self.workers) > 1 else 0
+            scheduler.add(_Rounds(self, worker), spread)
         scheduler.run(self._stop)
 
     def stop(self) -> None:

@@ -16,6 +16,7 @@ record, so no single message grows with the number of customers:
 from __future__ import annotations
 
 import json
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
 
 from producer.recent import Mark, PublishedBatch
@@ -56,7 +57,7 @@ class CompanyState:
             "last_sweep_at": self.last_sweep_at,
         }).encode()
 
-    def with_dead_lettered(self, keys: set[str], forget: set[str] = frozenset()) -> "CompanyState":
+    def with_dead_lettered(self, keys: AbstractSet[str], forget: AbstractSet[str] = frozenset()) -> "CompanyState":
         """Remember rows sent to dead letters (so a sweep or restart does not send them again), and
         forget rows that read well again (fixed in Visma: if they break again, that is news)."""
         merged = sorted((self.dead_lettered - forget) | keys)[-MAX_REMEMBERED_BAD_ROWS:]

@@ -35,11 +35,24 @@ from typing import Any, Callable
 from sandbox import jsonpatch
 from sandbox.filters import NumberFilter
 from sandbox.problems import (
-    DuplicateVoucher, LockDateViolation, NotFound, Problem, VoucherRejected,
+    DuplicateVoucher,
+    LockDateViolation,
+    NotFound,
+    Problem,
+    VoucherRejected,
 )
 from sandbox.records import (
-    Application, ClientSummary, CustomerRecord, GeneralLedgerAccount, InvoiceRecord, LedgerEntry, OpenCustomerEntry,
-    OpenItem, ProjectRecord, VoucherDraft, VoucherRecord,
+    Application,
+    ClientSummary,
+    CustomerRecord,
+    GeneralLedgerAccount,
+    InvoiceRecord,
+    LedgerEntry,
+    OpenCustomerEntry,
+    OpenItem,
+    ProjectRecord,
+    VoucherDraft,
+    VoucherRecord,
 )
 
 ZERO = Decimal(0)
@@ -161,7 +174,8 @@ class ClientLedger:
             by_no = {a.account_no: a for a in self._accounts.values()}
             return _pick(by_no, account_nos, key=lambda a: a.account_no)
 
-    def customers(self, numbers: NumberFilter | None = None, external_numbers: NumberFilter | None = None) -> list[CustomerRecord]:
+    def customers(self, numbers: NumberFilter | None = None,
+                  external_numbers: NumberFilter | None = None) -> list[CustomerRecord]:
         with self._lock:
             found = _pick(self._customers, numbers, key=lambda c: c.number)
         if external_numbers is not None:
@@ -319,7 +333,7 @@ class ClientLedger:
         """Work out every invoice change and open entry first; raise before anything is stored."""
         invoices: dict[int, InvoiceRecord] = {}
         entries: list[OpenCustomerEntry] = []
-        for n, line in enumerate(draft.lines, start=1):
+        for line in draft.lines:
             customer_no = self._customer_by_subledger.get(line.account_id)
             if customer_no is None:
                 continue

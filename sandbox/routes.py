@@ -18,8 +18,17 @@ from sandbox.ledger import ClientLedger
 from sandbox.problems import UnsupportedMediaType
 from sandbox.state import SandboxState
 from sandbox.wire import (
-    account_dto, customer_dto, decode_json, documented, dumps, invoice_dto, ledger_entry_dto, open_item_dto,
-    parse_bank_voucher, project_dto, voucher_dto,
+    account_dto,
+    customer_dto,
+    decode_json,
+    documented,
+    dumps,
+    invoice_dto,
+    ledger_entry_dto,
+    open_item_dto,
+    parse_bank_voucher,
+    project_dto,
+    voucher_dto,
 )
 
 JSON_MEDIA_TYPES = ("application/json", "text/json", PATCH_MEDIA_TYPE)  # what ASP.NET accepts for POST

@@ -12,14 +12,17 @@ import threading
 from datetime import date
 from typing import Sequence
 
-
-from vb2po.http_server import BackgroundServer
 from sandbox.app import create_app
 from sandbox.control_client import SandboxControl
 from sandbox.seed import BANK_ACCOUNT_NO, DEFAULT_LOCK_DATE, gl_account_id
 from sandbox.state import (
-    DEFAULT_APPLICATION_KEY, DEFAULT_SUBSCRIPTION_KEY, ClientSeed, SandboxConfig, SandboxState,
+    DEFAULT_APPLICATION_KEY,
+    DEFAULT_SUBSCRIPTION_KEY,
+    ClientSeed,
+    SandboxConfig,
+    SandboxState,
 )
+from vb2po.http_server import BackgroundServer
 
 
 class SandboxServer:

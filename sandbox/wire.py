@@ -16,7 +16,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from sandbox.problems import VALIDATION_TITLE, Problem
 from sandbox.records import (
-    CustomerRecord, GeneralLedgerAccount, InvoiceRecord, LedgerEntry, OpenItem, ProjectRecord, VoucherDraft, VoucherLine,
+    CustomerRecord,
+    GeneralLedgerAccount,
+    InvoiceRecord,
+    LedgerEntry,
+    OpenItem,
+    ProjectRecord,
+    VoucherDraft,
+    VoucherLine,
     VoucherRecord,
 )
 

@@ -51,7 +51,8 @@ def _explain(raw: bytes, exc: ValidationError) -> UndecodableEvent:
         return UndecodableEvent("not an event: no known event_type")
     shown = []
     for error in errors[:3]:
-        where = ".".join(str(p) for p in error.get("loc", ()) if p not in ("visma.payment.received", "visma.customer.credit_block"))
+        where = ".".join(str(p) for p in error.get("loc", ())
+                         if p not in ("visma.payment.received", "visma.customer.credit_block"))
         shown.append(f"{where or 'event'}: {error.get('msg')}")
     more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
     return UndecodableEvent("invalid event: " + "; ".join(shown) + more, INVALID_EVENT)

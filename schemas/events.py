@@ -19,7 +19,7 @@ from __future__ import annotations
 import uuid
 from datetime import date, datetime, timezone
 from decimal import Decimal
-from typing import Annotated, Literal, Union
+from typing import Annotated, Final, Literal, Union
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
@@ -28,8 +28,8 @@ from vb2po.currencies import ALPHA
 # Fixed forever: changing it would give every known fact a new identity.
 EVENT_NAMESPACE = uuid.UUID("6f1c1a52-3d5e-5b0e-9a57-7662706f0001")
 
-PAYMENT_EVENT = "visma.payment.received"
-CREDIT_BLOCK_EVENT = "visma.customer.credit_block"
+PAYMENT_EVENT: Final = "visma.payment.received"  # Final: typed as the literal, the models' event_type default
+CREDIT_BLOCK_EVENT: Final = "visma.customer.credit_block"
 SCHEMA_VERSION = 2  # what producers write
 READABLE_SCHEMA_VERSIONS = (1, 2)
 

@@ -10,9 +10,9 @@ from typing import Any
 
 import requests
 
-from devstack.stack import LocalClient, settings_dict, to_settings, write_settings
 from admin.api.token_store import KafkaTokenStore
 from admin.api.tokens import issue
+from devstack.stack import LocalClient, settings_dict, to_settings, write_settings
 from vb2po.kafka.topics import ensure_topics
 from vb2po.settings import Settings
 

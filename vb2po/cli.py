@@ -12,6 +12,7 @@ import logging
 import signal
 import sys
 import threading
+from typing import Any
 
 from vb2po import settings as settings_module
 
@@ -28,7 +29,8 @@ def _settings_problem(args: argparse.Namespace, exc: Exception) -> str:
         return f"invalid settings ({source}):\n  " + "\n  ".join(lines) + "\n  (settings.example.yaml documents every key)"
     mark = getattr(exc, "problem_mark", None)
     if mark is not None:  # YAML syntax: say where, not what (the line may hold a secret)
-        return f"invalid settings ({source}): {getattr(exc, 'problem', 'syntax error')} at line {mark.line + 1}, column {mark.column + 1}"
+        return (f"invalid settings ({source}): {getattr(exc, 'problem', 'syntax error')} "
+                f"at line {mark.line + 1}, column {mark.column + 1}")
     return f"invalid settings ({source}): {type(exc).__name__}: {exc}"
 
 
@@ -111,7 +113,8 @@ def cmd_consumer(args: argparse.Namespace) -> int:
 
 def _stoppable() -> tuple[threading.Event, dict]:
     """An event set by SIGTERM/SIGINT, which also stops the service in `current["service"]`."""
-    stopping, current = threading.Event(), {}
+    stopping = threading.Event()
+    current: dict[str, Any] = {}
 
     def stop() -> None:
         stopping.set()

@@ -30,7 +30,8 @@ EDITABLE: dict[str, str] = {
     "marker.value": "the value written into that column",
     "payment_rule.voucher_types": "the CustTr voucher types (VoTp) that are payments",
     "payment_rule.reversal_voucher_types": "the voucher types of counter-rows that reverse a payment (null: the payment types)",
-    "unmatched_payments": "dead_letter, or on_account: a payment whose invoice PowerOffice does not know goes to the customer's account",
+    "unmatched_payments": "dead_letter, or on_account: a payment whose invoice PowerOffice does not know goes to the "
+                          "customer's account",
     "default_company_no": "the Visma company of invoice clients that do not name one",
     "invoice_clients.<client>.bank_account": "the bank general-ledger account this client's payments are debited to",
     "invoice_clients.<client>.company_no": "the Visma company this invoice client maps to (null: the default)",
@@ -95,7 +96,8 @@ def check_path(settings: Settings, path: str) -> None:
         if name not in known:
             raise ChangeRefused(f"no invoice client {name!r}", f"known invoice clients: {known}")
         raise ChangeRefused(f"{path} cannot be changed here",
-                            f"per invoice client only {', '.join(_CLIENT_FIELDS)}; client keys live in the settings file / Secret")
+                            f"per invoice client only {', '.join(_CLIENT_FIELDS)}; "
+                            "client keys live in the settings file / Secret")
     raise ChangeRefused(f"{path} cannot be changed through the admin API",
                         "changeable: " + ", ".join(EDITABLE) + "; everything else (connections, secrets, tuning) "
                         "lives in the settings file")
@@ -249,7 +251,8 @@ def notes_for(diff: list[Difference]) -> list[str]:
     for d in diff:
         if d.path in ("marker.field", "marker.value"):
             notes.append(f"{d.path} {d.before!r} -> {d.after!r}: the safety-net sweep runs now; payments marked only "
-                         "the old way are found already registered in PowerOffice (no second voucher) and marked the new way")
+                         "the old way are looked up in PowerOffice before anything is posted, found registered "
+                         "(no second voucher) and marked the new way")
         elif d.path == "lookback_date" and d.before and d.after and d.after < d.before:
             notes.append(f"lookback_date moved back to {d.after}: the sweep runs now and publishes the unmarked payments "
                          f"dated from then")

@@ -10,13 +10,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Callable, Protocol
+from typing import TYPE_CHECKING, Callable, Protocol
 
 from vb2po import metrics
 from vb2po.integration_settings import Applied, ChangeRefused, Overrides, apply_what_fits
 from vb2po.kafka.clients import plain_producer
 from vb2po.kafka.compacted import CompactedTopicReader
 from vb2po.settings import KafkaSettings, Settings
+
+if TYPE_CHECKING:
+    from kafka import KafkaProducer
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +56,7 @@ class KafkaOverridesStore:
         self._timeout_s = catch_up_timeout_s
         self._lock = threading.Lock()
         self._current = Overrides()
-        self._producer = None
+        self._producer: KafkaProducer | None = None  # created at the first put
         self._kafka = kafka
         self._reader = CompactedTopicReader(kafka, self.topic, self._apply)  # created at start with the others
 
@@ -68,9 +71,10 @@ class KafkaOverridesStore:
 
     def put(self, overrides: Overrides) -> None:
         """Durable (acks=all) before it returns."""
-        if self._producer is None:
-            self._producer = plain_producer(self._kafka, "vb2po-settings")
-        self._producer.send(self.topic, key=RECORD_KEY, value=overrides.encode()).get(timeout=30)
+        producer = self._producer
+        if producer is None:
+            producer = self._producer = plain_producer(self._kafka, "vb2po-settings")
+        producer.send(self.topic, key=RECORD_KEY, value=overrides.encode()).get(timeout=30)
 
     def close(self) -> None:
         if self._producer is not None:

@@ -30,7 +30,8 @@ FORMAT_ENV = "VB2PO_LOG_FORMAT"
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 EVENT_FIELDS = ("event_id", "company", "customer")  # first in a line, in this order
 
-_context: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("vb2po_log_context", default={})
+# (never mutated: each change sets a new dict)
+_context: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("vb2po_log_context", default={})  # noqa: B039
 
 # Attributes every LogRecord has; anything else on a record came in through `extra=`.
 _RECORD_ATTRIBUTES = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
@@ -80,7 +81,7 @@ class ClosingClientNoise(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         from kafka.errors import Cancelled
 
-        return not (record.msg == "Metadata refresh: failed %s" and record.args
+        return not (record.msg == "Metadata refresh: failed %s" and isinstance(record.args, tuple) and record.args
                     and isinstance(record.args[0], Cancelled))
 
 
@@ -235,8 +236,9 @@ def _log_uncaught_exceptions() -> None:
     def thread_excepthook(args: threading.ExceptHookArgs) -> None:
         if args.exc_type is SystemExit:
             return
+        # ignore: typeshed wants an exception in the tuple; ExceptHookArgs.exc_value may be None, which logging formats too
         log.critical("uncaught exception in thread %s", getattr(args.thread, "name", "?"),
-                     exc_info=(args.exc_type, args.exc_value, args.exc_traceback))
+                     exc_info=(args.exc_type, args.exc_value, args.exc_traceback))  # type: ignore[arg-type]
 
     sys.excepthook = excepthook
     threading.excepthook = thread_excepthook

@@ -29,8 +29,11 @@ TRANSIENT_RETRIES = Counter("vb2po_consumer_retries_total", "Transient failures 
 DEAD_LETTERED_OPEN = Gauge("vb2po_consumer_dead_lettered_payments_open", "Payments (and other items) with a dead letter "
                            "not yet redriven, counted once however often they were delivered (every consumer instance "
                            "reports the same total: take max)")
-CRASH_GUARD = Counter("vb2po_consumer_crash_guard_total", "Records the consumer ran alone (isolate) or dead-lettered "
-                      "unapplied (give_up) because sessions before died while processing them", ["verdict"])
+REFERENCE_CHECKS = Counter("vb2po_consumer_reference_checks_total", "Vouchers looked up in PowerOffice by their reference "
+                           "after an outcome vb2po could not trust, by what was found", ["outcome"])
+CRASH_GUARD = Counter("vb2po_consumer_crash_guard_total", "Records left in flight by a session that stopped, run alone "
+                      "(isolate), or dead-lettered unapplied (give_up) because sessions died while they ran alone",
+                      ["verdict"])
 APPLIED_LOG_FAILURES = Counter("vb2po_consumer_applied_log_failures_total",
                                "Applied payments whose record could not be written to the applied topic")
 
@@ -49,5 +52,7 @@ RECONCILE_LAST_RUN = Gauge("vb2po_reconcile_last_run_timestamp_seconds", "Unix t
 # PowerOffice
 PO_REQUESTS = Counter("vb2po_poweroffice_requests_total", "PowerOffice API calls by endpoint and status", ["endpoint", "status"])
 RATE_LIMIT_WAIT = Counter("vb2po_poweroffice_rate_limit_wait_seconds_total", "Time spent waiting on the client-side rate limit")
-CONSUMER_LAG = Gauge("vb2po_consumer_lag_records", "Records behind the partition end, per assigned partition", ["topic", "partition"])
-BLOCKED_CUSTOMERS = Gauge("vb2po_credit_blocked_customers", "Customers this service currently keeps blocked in PowerOffice", ["company"])
+CONSUMER_LAG = Gauge("vb2po_consumer_lag_records", "Records behind the partition end, per assigned partition",
+                     ["topic", "partition"])
+BLOCKED_CUSTOMERS = Gauge("vb2po_credit_blocked_customers", "Customers this service currently keeps blocked in PowerOffice",
+                          ["company"])

@@ -169,6 +169,8 @@ class TopicSettings(_Section):
     consumer_state: str = Field("vb2po.consumer-state", description="compacted: projects the consumer denied time tracking on")
     dead_lettered: str = Field("vb2po.dead-lettered", description="compacted: what the consumer dead-lettered and "
                                                                   "not yet redriven (one letter per bad item, not per delivery)")
+    intents: str = Field("vb2po.intents", description="compacted: vouchers the consumer is about to post (looked up in "
+                                                      "PowerOffice before posting again after an outcome it cannot trust)")
     partitions: int = Field(6, ge=1, le=10_000, description="partitions per event topic: the upper bound on useful "
                                                             "consumer instances")
     replication_factor: int = Field(1, ge=1, le=10, description="3 on a production cluster")
@@ -248,7 +250,9 @@ class ConsumerSettings(_Section):
     instances: int = Field(1, ge=1, le=1000, description="consumer instances sharing PowerOffice's rate limit (each takes 1/n)")
     instance_id: str | None = Field(None, max_length=249, description="static group membership (e.g. the StatefulSet pod name): "
                                     "a restarted instance takes its partitions back without a rebalance")
-    session_timeout_ms: int = Field(10_000, ge=6000, le=1_800_000, description="a silent instance loses its partitions after this")
+    session_timeout_ms: int = Field(6000, ge=6000, le=1_800_000, description="a silent instance loses its partitions "
+                                    "after this (the broker's group.min.session.timeout.ms is 6000 by default); "
+                                    "heartbeats go every quarter of it")
     poll_timeout_ms: int = Field(200, ge=1, le=60_000, description="how long one Kafka poll waits for records")
     max_records: int = Field(500, ge=1, le=100_000, description="records per Kafka poll")
 

@@ -92,10 +92,11 @@ def walk(schema: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, dict[s
     for name, node in schema.get("properties", {}).items():
         path = prefix + name
         yield path, node, name in required
+        items = _items_object(node)
         if _object_of(node):
             yield from walk(node, path + ".")
-        elif _items_object(node):
-            yield from walk(_items_object(node), path + "[].")
+        elif items is not None:
+            yield from walk(items, path + "[].")
 
 
 def leaf_paths(schema: dict[str, Any] | None = None) -> set[str]:
@@ -216,12 +217,13 @@ def reference_markdown() -> str:
     sections: dict[str, list[tuple[str, dict[str, Any], bool]]] = {"": []}
     described: dict[str, str] = {"": schema.get("description", "")}
     for path, node, required in walk(schema):
+        items = _items_object(node)
         if _object_of(node):
             sections[path] = []
             described[path] = node.get("description", "")
-        elif _items_object(node):
+        elif items is not None:
             sections[path + "[]"] = []
-            described[path + "[]"] = _items_object(node).get("description") or node.get("description", "")
+            described[path + "[]"] = items.get("description") or node.get("description", "")
         parent = path.rsplit(".", 1)[0] if "." in path else ""
         sections.setdefault(parent, []).append((path, node, required))
     for section, rows in sections.items():

@@ -101,9 +101,12 @@ class KafkaApplied:
             self._consumer.seek(tp, at.offset if at is not None else ends[tp])
 
     def _catch_up(self) -> None:
-        end = self._consumer.end_offsets(self._partitions)
+        partitions = self._partitions
+        if partitions is None:
+            raise RuntimeError("the applied-payments reader catches up only after it started")
+        end = self._consumer.end_offsets(partitions)
         deadline = time.monotonic() + self.timeout_s
-        while any(self._consumer.position(tp) < end[tp] for tp in self._partitions):
+        while any(self._consumer.position(tp) < end[tp] for tp in partitions):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"could not read the topic {self.topic} to its end in {self.timeout_s}s")
             for records in self._consumer.poll(timeout_ms=200).values():

@@ -18,12 +18,12 @@ from typing import Iterable
 import pyodbc
 from pydantic import ValidationError
 
-from vb2po.errors import TerminalError, TransientError
 from admin.actions.redact import Redactor
+from vb2po.errors import TerminalError, TransientError
 from vb2po.settings import CompanySettings, InvoiceClientSettings, Settings
+from vb2po.visma.company import currency_columns
 from vb2po.visma.db import classify_db_error
 from vb2po.visma.dialect import DialectName, dialect_for, guess_dialect, require_plain_identifier
-from vb2po.visma.company import currency_columns
 from vb2po.visma.identifiers import ColumnNotUsable, change_time_column, checked_marker_column
 from vb2po.visma.queries import PAYMENT_COLUMNS
 
@@ -64,7 +64,8 @@ def check_settings(settings: Settings, today: date | None = None) -> list[Findin
                                 "set integration_enabled: true when the integration should run"))
     if settings.lookback_date > (today or date.today()):
         findings.append(Finding(WARN, "settings", f"lookback_date {settings.lookback_date} is in the future: "
-                                                  "no payment qualifies yet", "set the first day payments should be transferred from"))
+                                                  "no payment qualifies yet",
+                                "set the first day payments should be transferred from"))
     companies: dict[int, str] = {}
     for client in settings.invoice_clients:
         n = settings.company_of(client)
@@ -76,7 +77,8 @@ def check_settings(settings: Settings, today: date | None = None) -> list[Findin
     for company in settings.companies:
         if company.company_no not in companies:
             findings.append(Finding(WARN, "settings", f"Visma company {company.company_no} has no invoice client: its "
-                                                      "payments would be dead-lettered", "map an invoice client to it, or remove it"))
+                                                      "payments would be dead-lettered",
+                                    "map an invoice client to it, or remove it"))
     admin = settings.admin
     if admin.enabled:
         for group in admin.groups:
@@ -105,10 +107,6 @@ def _reachable(servers: str, timeout_s: float) -> list[str]:
         except (OSError, ValueError) as exc:
             errors.append(f"{server.strip()}: {exc}")
     return errors
-
-
-def check_kafka(settings: Settings, timeout_s: float = 5) -> list[Finding]:
-    return _check_kafka(settings, timeout_s)[0]
 
 
 def _check_kafka(settings: Settings, timeout_s: float) -> tuple[list[Finding], set[str]]:
@@ -200,8 +198,8 @@ def check_company(settings: Settings, company: CompanySettings, timeout_s: int =
                         "user and password right?) and that the database accepts connections from here")]
     try:
         cursor = conn.cursor()
-        custtr = _catalog(cursor, "CustTr", dialect)
-        actor = _catalog(cursor, "Actor", dialect) if settings.credit_block_sync else {}
+        custtr = _catalog(cursor, "CustTr", dialect.name)
+        actor = _catalog(cursor, "Actor", dialect.name) if settings.credit_block_sync else {}
     except pyodbc.Error as exc:
         return [Finding(FAIL, subject, f"connected, but reading the table catalog failed: {classify_db_error(exc)}",
                         "the ODBC user needs to read CustTr and Actor")]
@@ -238,7 +236,7 @@ def check_company(settings: Settings, company: CompanySettings, timeout_s: int =
             findings.append(Finding(FAIL, subject, f"credit_block_sync is on, but Actor lacks {', '.join(missing_actor)}"
                                     if actor else "credit_block_sync is on, but there is no Actor table",
                                     "check the database, or set credit_block_sync: false"))
-    if not findings:
+    if not findings and column is not None:  # (no column: a finding says why)
         findings.append(Finding(OK, subject, f"connected ({dialect.name.value}); marker column {column} "
                                              f"({custtr[column][1]}) holds {marker.value!r}"))
     return findings
@@ -292,9 +290,11 @@ def with_operator_changes(settings: Settings, existing_topics: set[str]) -> tupl
         return settings, []
     applied = apply_what_fits(settings, overrides)
     findings = [Finding(OK, "settings", f"with the changes made through the admin API (version {overrides.version} by "
-                                        f"{overrides.changed_by} at {overrides.changed_at}): {', '.join(sorted(overrides.values))}")]
+                                        f"{overrides.changed_by} at {overrides.changed_at}): "
+                                        f"{', '.join(sorted(overrides.values))}")]
     findings += [Finding(WARN, "settings", f"a change made through the admin API no longer fits the file and is left "
-                                           f"out: {problem}", "`vb2po config reset PATH` removes it") for problem in applied.stale]
+                                           f"out: {problem}", "`vb2po config reset PATH` removes it")
+                 for problem in applied.stale]
     return applied.settings, findings
 
 

@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Iterable
 
+from admin.actions.errors import Invalid, NotFound
+from admin.actions.kafka_view import KafkaView
 from admin.api.audit import AuditEntry, read_audit
 from vb2po.kafka.clients import plain_producer
 from vb2po.kafka.dead_letters import DeadLetter
-from admin.actions.errors import Invalid, NotFound
-from admin.actions.kafka_view import KafkaView
 from vb2po.settings import KafkaSettings
 
 REDRIVEN = "dead_letters.redriven"
@@ -55,19 +55,19 @@ class LetterEntry:
         return None
 
     def summary(self) -> dict:
-        l = self.letter
+        letter = self.letter
         return {
-            "id": self.letter_id, "stage": l.stage, "reason": l.reason, "company_no": l.company_no,
-            "source_key": l.source_key, "event_id": l.event_id, "topic": l.topic, "failed_at": l.failed_at,
-            "attempts": l.attempts, "open": self.open, "redrives": list(self.redrives),
-            "exception_class": l.exception_class,
+            "id": self.letter_id, "stage": letter.stage, "reason": letter.reason, "company_no": letter.company_no,
+            "source_key": letter.source_key, "event_id": letter.event_id, "topic": letter.topic, "failed_at": letter.failed_at,
+            "attempts": letter.attempts, "open": self.open, "redrives": list(self.redrives),
+            "exception_class": letter.exception_class,
         }
 
     def full(self) -> dict:
-        l = self.letter
-        return {**self.summary(), "error": l.error, "partition": l.partition, "offset": l.offset,
-                "first_failed_at": l.first_failed_at, "key": self.key.decode("utf-8", "replace") if self.key else None,
-                "original": l.original}
+        letter = self.letter
+        return {**self.summary(), "error": letter.error, "partition": letter.partition, "offset": letter.offset,
+                "first_failed_at": letter.first_failed_at, "key": self.key.decode("utf-8", "replace") if self.key else None,
+                "original": letter.original}
 
     def original_bytes(self) -> bytes:
         text = self.letter.original or ""
@@ -135,7 +135,7 @@ def select_letters(kafka: KafkaSettings, ids: Iterable[str] = (), *, all_open: b
 
 def redrive(kafka: KafkaSettings, entries: list[LetterEntry], *, dry_run: bool = False) -> list[dict]:
     """Publish each redrivable letter's original message to its original topic and key."""
-    results = []
+    results: list[dict] = []
     producer = None if dry_run else plain_producer(kafka, "vb2po-redrive")
     try:
         for entry in entries:

@@ -13,16 +13,16 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from vb2po.visma.company import open_company
-from producer.publisher import ProducerFenced
-from vb2po.errors import TerminalError, TransientError
-from vb2po.kafka.dead_letters import DeadLetter
 from admin.actions.errors import Conflict, NotFound, Unavailable
 from admin.actions.jobs import new_id
 from admin.actions.kafka_view import KafkaView
 from admin.actions.producer_view import ProducerView
 from admin.actions.visma_read import marked_keys
+from producer.publisher import ProducerFenced
+from vb2po.errors import TerminalError, TransientError
+from vb2po.kafka.dead_letters import DeadLetter
 from vb2po.settings import Settings
+from vb2po.visma.company import open_company
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,8 @@ class FetchJob:
         return sum(c.published for c in self.companies)
 
     def pending(self, company: CompanyFetch) -> set[Key]:
-        return set(company.keys) - self.applied.get(company.company_no, set()) - set(self.dead_lettered.get(company.company_no, {}))
+        return (set(company.keys) - self.applied.get(company.company_no, set())
+                - set(self.dead_lettered.get(company.company_no, {})))
 
     def progress(self) -> dict:
         applied = sum(len(v) for v in self.applied.values())
@@ -140,7 +141,7 @@ class FetchJob:
                 letter = DeadLetter.decode(record.value)
             except (ValueError, TypeError):
                 continue
-            company = by_company.get(letter.company_no)
+            company = by_company.get(letter.company_no) if letter.company_no is not None else None
             key = parse_source_key(letter.source_key)
             if company is not None and key in self.pending(company):
                 self.dead_lettered.setdefault(company.company_no, {})[key] = letter.reason

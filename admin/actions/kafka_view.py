@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from kafka import TopicPartition
-from kafka.errors import KafkaError
 from kafka.consumer.fetcher import ConsumerRecord
+from kafka.errors import KafkaError
 
 from vb2po.kafka.clients import admin_client, event_consumer
 from vb2po.settings import KafkaSettings
@@ -73,7 +73,11 @@ class KafkaView:
         """The first offset at or after the time; None where no record is that new."""
         tps = list(tps)
         found = self._consumer.offsets_for_times({tp: epoch_ms for tp in tps}) if tps else {}
-        return {tp: (found.get(tp).offset if found.get(tp) is not None else None) for tp in tps}
+        out: dict[TopicPartition, int | None] = {}
+        for tp in tps:
+            hit = found.get(tp)
+            out[tp] = hit.offset if hit is not None else None
+        return out
 
     # -- reading -------------------------------------------------------------------------
     def read(self, start: dict[TopicPartition, int], stop: dict[TopicPartition, int], *,
@@ -81,7 +85,8 @@ class KafkaView:
         """Records from `start` up to (not including) `stop`, per partition: (count, the first
         `keep` of them in partition order; all when keep is None)."""
         wanted = {tp: (s, stop[tp]) for tp, s in start.items() if stop.get(tp, 0) > s}
-        count, kept = 0, []
+        count = 0
+        kept: list[ConsumerRecord] = []
         for tp, (first, end) in sorted(wanted.items(), key=lambda item: (item[0].topic, item[0].partition)):
             self._consumer.assign([tp])
             self._consumer.seek(tp, first)
@@ -155,8 +160,8 @@ class KafkaView:
         ends, begins, committed = self.end_offsets(tps), self.beginning_offsets(tps), self.committed(group, tps)
         out: dict[TopicPartition, int] = {}
         for tp in tps:
-            start = committed[tp] if committed[tp] is not None else begins[tp]
-            start = max(start, begins[tp])
+            at = committed[tp]
+            start = max(at if at is not None else begins[tp], begins[tp])
             if ends[tp] - start > cap:
                 out[tp] = ends[tp] - start  # too many to read: the offset span (markers included)
             else:

@@ -31,17 +31,17 @@ from datetime import date, datetime, timezone
 from decimal import Decimal
 from typing import Callable, Iterable
 
-from vb2po.visma.company import open_company
-from vb2po import metrics
-from vb2po.errors import TerminalError, TransientError
 from admin.actions.errors import NotFound
 from admin.actions.jobs import new_id
 from admin.actions.visma_read import VismaInvoice, invoice_totals
+from vb2po import metrics
+from vb2po.errors import TerminalError, TransientError
 from vb2po.poweroffice.client import PowerOfficeClient
 from vb2po.poweroffice.models import OutgoingInvoice
-from vb2po.visma.payments import BadRow
 from vb2po.poweroffice.ratelimit import operator_limiter
 from vb2po.settings import InvoiceClientSettings, Settings
+from vb2po.visma.company import open_company
+from vb2po.visma.payments import BadRow
 
 log = logging.getLogger(__name__)
 

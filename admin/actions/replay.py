@@ -17,10 +17,10 @@ from datetime import datetime
 
 from kafka import TopicPartition
 
-from schemas.codec import UndecodableEvent, decode
-from schemas.events import PaymentEvent
 from admin.actions.errors import Conflict, Invalid
 from admin.actions.kafka_view import KafkaView
+from schemas.codec import UndecodableEvent, decode
+from schemas.events import PaymentEvent
 from vb2po.settings import Settings
 
 TOPICS = ("payments", "credit-blocks")
@@ -75,6 +75,8 @@ def target_offset(spec: ReplaySpec, beginning: int, end: int, at_time: int | Non
         return beginning
     if spec.to_time is not None:
         return end if at_time is None else max(beginning, min(at_time, end))
+    if spec.to_offset is None:  # ReplaySpec checks that it names exactly one target
+        raise Invalid("say where to replay from: an offset, a point in time, or the beginning")
     return max(beginning, min(int(spec.to_offset), end))
 
 
@@ -87,11 +89,11 @@ def describe_event(record) -> dict:
     out = {**base, "event_type": event.event_type, "event_id": str(event.event_id),
            "company_no": event.source.company_no, "source_key": event.source.key}
     if isinstance(event, PaymentEvent):
-        p = event.payload
-        out.update(customer_no=p.customer_no, invoice_no=p.invoice_no, amount=str(p.amount))
+        payment = event.payload
+        out.update(customer_no=payment.customer_no, invoice_no=payment.invoice_no, amount=str(payment.amount))
     else:
-        p = event.payload
-        out.update(customer_no=p.customer_no, blocked=p.blocked)
+        block = event.payload
+        out.update(customer_no=block.customer_no, blocked=block.blocked)
     return out
 
 
@@ -109,10 +111,13 @@ def replay(settings: Settings, spec: ReplaySpec) -> dict:
         at_time = view.offsets_for_time(tps, int(spec.to_time.timestamp() * 1000)) if spec.to_time else {}
         committed = view.committed(group, tps)
         info = view.group(group)
-        plans, sample = [], []
+        plans: list[PartitionPlan] = []
+        sample: list[dict] = []
         for tp in tps:
             target = target_offset(spec, begins[tp], ends[tp], at_time.get(tp))
             current = committed[tp]
+            again_range: tuple[int, int] | None
+            skip_range: tuple[int, int] | None
             if spec.through_group and current is None:
                 again_range, skip_range = (target, ends[tp]), None
             else:

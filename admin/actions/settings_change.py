@@ -9,12 +9,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Callable, Iterable
 
-from vb2po.integration_settings import (
-    VISMA_PATHS, Change, ChangeRefused, client_field, editable_paths, plan_change, value_at,
-)
-from vb2po.live_settings import LiveSettings
 from admin.actions.config_check import Finding, check_client, check_company, check_settings, failed, redacted
 from admin.actions.errors import Conflict, Invalid
+from vb2po.integration_settings import (
+    VISMA_PATHS,
+    Change,
+    ChangeRefused,
+    client_field,
+    editable_paths,
+    plan_change,
+    value_at,
+)
+from vb2po.live_settings import LiveSettings
 
 Verify = Callable[[Change], list[Finding]]
 

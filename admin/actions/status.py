@@ -13,15 +13,15 @@ import time
 from collections import Counter
 from datetime import datetime, timezone
 
-from vb2po.visma.company import open_company
-from producer.cursor import upper_bound
-from vb2po.visma.clock import visma_change_time
-from vb2po.errors import TerminalError, TransientError
 from admin.actions.dead_letters import list_letters
 from admin.actions.kafka_view import KafkaView
 from admin.actions.producer_view import ProducerView
 from admin.actions.visma_read import waiting_payments
+from producer.cursor import upper_bound
+from vb2po.errors import TerminalError, TransientError
 from vb2po.settings import Settings
+from vb2po.visma.clock import visma_change_time
+from vb2po.visma.company import open_company
 
 WAITING_CAP = 1000  # payments counted behind the cursor before saying "1000 or more"
 BLOCKED_SHOWN = 50
@@ -54,10 +54,10 @@ def cursor_lag(settings: Settings, company_no: int, cursor, now: datetime) -> di
         source.db.close()
     changed_at = _change_time(cursor.ch_dt, cursor.ch_time, sel.time_column, settings) if cursor is not None else None
     oldest = _change_time(rows[0][2], rows[0][3], sel.time_column, settings) if rows else None
-    changed_at = changed_at.isoformat() if changed_at else None
     return {
         "cursor": None if cursor is None else {"ch_dt": cursor.ch_dt, "ch_time": cursor.ch_time, "jno": cursor.jno,
-                                               "entno": cursor.entno, "changed_at": changed_at},
+                                               "entno": cursor.entno,
+                                               "changed_at": changed_at.isoformat() if changed_at else None},
         "waiting": len(rows), "waiting_capped": len(rows) >= WAITING_CAP,
         "lag_s": round(max(0.0, (now - oldest).total_seconds()), 1) if oldest else 0.0,
     }

@@ -66,7 +66,7 @@ class Principal:
             return
         self.require(FETCH_CLIENT)
         if not self.sees_client(client):
-            raise Denied(f"user {self.user!r} may fetch only for the invoice client(s) {', '.join(sorted(self.clients))}; "
+            raise Denied(f"user {self.user!r} may fetch only for the invoice client(s) {', '.join(sorted(self.clients or ()))}; "
                          "more are granted under admin.users[].clients", FETCH_CLIENT)
 
     def may_follow_fetch(self, scope: str) -> bool:

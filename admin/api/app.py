@@ -38,28 +38,28 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response
 
-from vb2po import metrics
-from admin.api.access import FETCH_ALL, FETCH_CLIENT, INTEGRATION, Denied, Principal, authenticate
-from admin.api.throttle import FailedAuthLimiter
-from admin.console.sessions import SessionStore
-from admin.api.audit import AuditEntry, AuditLog, read_audit
-from admin.api.token_store import TokenStore
-from admin.api.tokens import TokenRefused, issue, token_id_of, valid_token_id
-from vb2po.errors import TerminalError, TransientError
 from admin.actions import dead_letters as letters
 from admin.actions.applied import AppliedView, MemoryApplied
 from admin.actions.config_check import failed, run_checks
-from vb2po.live_settings import LiveSettings
 from admin.actions.errors import Conflict, Invalid, NotFound, OperatorError
 from admin.actions.fetch import FetchJob, start_fetch
 from admin.actions.jobs import JobRegistry
 from admin.actions.producer_view import ProducerView
 from admin.actions.reconcile import ReconcileJob, start_reconcile
 from admin.actions.redact import Redactor, settings_for_display
+from admin.actions.replay import TOPICS, ReplaySpec, replay
 from admin.actions.settings_change import Verify, change_settings, verify_against_systems
 from admin.actions.settings_change import describe as describe_changes
-from admin.actions.replay import TOPICS, ReplaySpec, replay
 from admin.actions.status import gather_status
+from admin.api.access import FETCH_ALL, FETCH_CLIENT, INTEGRATION, Denied, Principal, authenticate
+from admin.api.audit import AuditEntry, AuditLog, read_audit
+from admin.api.throttle import FailedAuthLimiter
+from admin.api.token_store import TokenStore
+from admin.api.tokens import TokenRefused, issue, token_id_of, valid_token_id
+from admin.console.sessions import SessionStore
+from vb2po import metrics
+from vb2po.errors import TerminalError, TransientError
+from vb2po.live_settings import LiveSettings
 from vb2po.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -171,8 +171,8 @@ def create_admin_app(ctx: AdminContext) -> FastAPI:
             response = RedactedJSON({"error": "internal error; see the producer's log"}, status_code=500)
         a = request.state.audit
         outcome = _outcome(response.status_code)
-        route = request.scope.get("route")  # set by routing, also when the request failed validation
-        fallback = f"{request.method} {route.path}" if getattr(route, "path", None) else "unknown_route"
+        route_path = getattr(request.scope.get("route"), "path", None)  # set by routing, also when validation failed
+        fallback = f"{request.method} {route_path}" if route_path else "unknown_route"
         entry = AuditEntry(
             action=a["action"] or fallback, outcome=outcome, actor=a["actor"], token_id=a["token_id"],
             target=redactor.data(a["target"]), status=response.status_code, detail=redactor.text(str(a["detail"]))[:500],

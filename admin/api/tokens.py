@@ -85,13 +85,17 @@ def hash_token(token: str) -> str:
 
 def issue(user: str, *, created_by: str, now: datetime, ttl: timedelta | None = None,
           expires_at: datetime | None = None, description: str = "") -> IssuedToken:
-    if (ttl is None) == (expires_at is None):
+    if ttl is not None and expires_at is None:
+        expires = now + ttl
+    elif expires_at is not None and ttl is None:
+        expires = expires_at
+    else:
         raise ValueError("give either ttl or expires_at")
     token_id = secrets.token_hex(6)
     token = f"{TOKEN_PREFIX}{token_id}_{secrets.token_urlsafe(32)}"
     record = TokenRecord(
         token_id=token_id, user=user, sha256=hash_token(token), created_at=now,
-        expires_at=expires_at if expires_at is not None else now + ttl, created_by=created_by,
+        expires_at=expires, created_by=created_by,
         description=description,
     )
     return IssuedToken(token, record)

@@ -13,7 +13,7 @@ import os
 import sys
 import time
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 from admin.cli import render
 from admin.cli.client import AdminApiError, AdminClient
@@ -176,9 +176,10 @@ def dead_letters_list(args: argparse.Namespace, client: AdminClient) -> int:
         out(render.as_json(found))
         return 0
     out(render.table(("id", "stage", "reason", "company", "source key", "failed at", "state"),
-                     [(l["id"], l["stage"], l["reason"], l["company_no"], l["source_key"], l["failed_at"],
-                       "open" if l["open"] else f"redriven by {l['redrives'][-1]['by']}") for l in found]))
-    say(f"{len(found)} dead letter(s), {sum(1 for l in found if l['open'])} open")
+                     [(letter["id"], letter["stage"], letter["reason"], letter["company_no"], letter["source_key"],
+                       letter["failed_at"],
+                       "open" if letter["open"] else f"redriven by {letter['redrives'][-1]['by']}") for letter in found]))
+    say(f"{len(found)} dead letter(s), {sum(1 for letter in found if letter['open'])} open")
     return 0
 
 
@@ -335,9 +336,10 @@ def token_local(args: argparse.Namespace, settings) -> int:
                 audit_log.write(AuditEntry("token.revoke", "not_found", actor, target=args.token_id, detail="local"))
                 return 1
             revoked = record.revoke(actor, now)
+            revoked_at = cast(datetime, revoked.revoked_at)  # revoke() sets it (now, or when it was revoked before)
             store.put(revoked)
             audit_log.write(AuditEntry("token.revoke", "ok", actor, record.token_id, target=record.user, detail="local"))
-            out(f"token {revoked.token_id} of {revoked.user} revoked at {revoked.revoked_at.isoformat()}")
+            out(f"token {revoked.token_id} of {revoked.user} revoked at {revoked_at.isoformat()}")
         return 0
     finally:
         store.close()

@@ -11,8 +11,8 @@ from admin.actions.reconcile import reconcile_csv, reconcile_rows  # noqa: F401 
 def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     text = [[("" if v is None else str(v)) for v in row] for row in rows]
     widths = [max(len(h), *(len(r[i]) for r in text)) if text else len(h) for i, h in enumerate(headers)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()]
-    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in text]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in text]
     return "\n".join(lines)
 
 
@@ -74,7 +74,8 @@ def status_text(status: dict) -> str:
         else:
             waiting = f"{lag['waiting']}{'+' if lag['waiting_capped'] else ''}"
             cursor = lag["cursor"]
-            at = f"cursor at change {cursor['changed_at']} (JNo {cursor['jno']}, EntNo {cursor['entno']})" if cursor else "no cursor yet"
+            at = (f"cursor at change {cursor['changed_at']} (JNo {cursor['jno']}, EntNo {cursor['entno']})" if cursor
+                  else "no cursor yet")
             lines.append(f"  cursor lag         {lag['lag_s']:.0f}s, {waiting} payment(s) waiting; {at}")
         reasons = ", ".join(f"{k} {v}" for k, v in sorted(c["dead_letters_by_reason"].items()))
         lines.append(f"  dead letters       {c['dead_letters_open']} open" + (f" ({reasons})" if reasons else ""))

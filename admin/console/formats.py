@@ -21,7 +21,7 @@ def amount(value: Decimal | str | int | None, currency: str = "NOK") -> str:
     except InvalidOperation:
         return str(value)
     whole, _, cents = f"{abs(number):.2f}".partition(".")
-    groups = []
+    groups: list[str] = []
     while whole:
         groups.insert(0, whole[-3:])
         whole = whole[:-3]

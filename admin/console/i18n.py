@@ -237,11 +237,53 @@ MESSAGES: dict[str, tuple[str, str]] = {
 
 # Dead-letter reasons in plain words: (what happened, what to do), per language.
 REASONS: dict[str, tuple[tuple[str, str], tuple[str, str]]] = {
-    "invoice_not_found": (
+    "invoice_unknown": (
         ("PowerOffice kjenner ikke fakturaen innbetalingen gjelder.",
          "Sjekk fakturanummeret på innbetalingen i Visma, eller at fakturaen finnes i PowerOffice. Send på nytt etterpå."),
         ("PowerOffice does not know the invoice the payment is for.",
          "Check the payment's invoice number in Visma, or that the invoice exists in PowerOffice. Then send it again.")),
+    "invoice_of_another_customer": (
+        ("Fakturaen tilhører en annen kunde i PowerOffice enn innbetalingen i Visma.",
+         "Rett kunde- eller fakturanummeret på raden i Visma; den endrede raden hentes av seg selv."),
+        ("The invoice belongs to another customer in PowerOffice than the payment in Visma.",
+         "Correct the customer or invoice number on the row in Visma; the changed row is fetched by itself.")),
+    "invoice_reversed": (
+        ("Fakturaen er reversert i PowerOffice, så ingen innbetaling kan føres mot den.",
+         "Finn ut hvilken faktura kunden betalte, rett raden i Visma, eller før innbetalingen for hånd."),
+        ("The invoice is reversed in PowerOffice, so no payment can be posted against it.",
+         "Find out which invoice the customer paid, correct the row in Visma, or post the payment by hand.")),
+    "currency_mismatch": (
+        ("Innbetalingen er i en annen valuta enn fakturaen i PowerOffice.",
+         "Sjekk valutaen på raden i Visma og på fakturaen i PowerOffice; før innbetalingen for hånd om begge er riktige."),
+        ("The payment is in another currency than the invoice in PowerOffice.",
+         "Check the currency of the row in Visma and of the invoice in PowerOffice; post it by hand if both are right.")),
+    "not_in_visma": (
+        ("Visma har ingen slik rad; ingenting ble ført.",
+         "Hendelsen kom ikke fra en rad i Visma (en gammel avspilling, eller noen som skrev til emnet): ikke send den på nytt."),
+        ("Visma holds no such row; nothing was posted.",
+         "The event did not come from a row in Visma (an old replay, or someone writing to the topic): do not send it again.")),
+    "differs_from_visma": (
+        ("Hendelsen sier noe annet enn raden i Visma (kunde, faktura, beløp eller valuta); ingenting ble ført.",
+         "Ikke send hendelsen på nytt; den riktige raden i Visma hentes av seg selv."),
+        ("The event says something else than the row in Visma (customer, invoice, amount or currency); nothing was posted.",
+         "Do not send the event again; the right row in Visma is fetched by itself.")),
+    "reversal_without_payment": (
+        ("En tilbakeføring i Visma, men innbetalingen den gjelder finnes ikke.", "Sjekk raden i Visma; før det for hånd om det trengs."),
+        ("A reversal in Visma, but the payment it undoes does not exist.", "Check the row in Visma; post it by hand if needed.")),
+    "crashed_consumer": (
+        ("vb2po stoppet flere ganger mens denne ble behandlet, og har lagt den til side.",
+         "Be en utvikler se på den tekniske feilmeldingen og loggen før den sendes på nytt."),
+        ("vb2po stopped several times while processing this, and set it aside.",
+         "Ask a developer to look at the technical message and the log before sending it again.")),
+    "invalid_event": (
+        ("Hendelsen bryter reglene for innholdet (grenser, konvolutt, versjon).", "Be en utvikler se på den; den kan ikke sendes på nytt som den er."),
+        ("The event breaks the rules for its content (bounds, envelope, version).", "Ask a developer to look at it; it cannot be sent again as it is.")),
+    "invalid_date": (
+        ("En dato på raden i Visma er ingen gyldig dato.", "Rett datoen i Visma; den endrede raden hentes av seg selv."),
+        ("A date on the Visma row is no valid date.", "Correct the date in Visma; the changed row is fetched by itself.")),
+    "unknown_currency": (
+        ("Valutanummeret på raden i Visma er ukjent.", "Legg valutaen inn under currency.codes i innstillingene, eller rett raden."),
+        ("The currency number on the Visma row is unknown.", "Add the currency under currency.codes in the settings, or correct the row.")),
     "lock_date": (
         ("Bilagsdatoen er på eller før låsedatoen i PowerOffice, så innbetalingen kan ikke føres.",
          "Flytt låsedatoen i PowerOffice (eller før innbetalingen manuelt), og send på nytt."),

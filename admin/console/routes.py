@@ -22,14 +22,14 @@ from typing import Any, Callable
 from urllib.parse import parse_qs, quote, urlencode
 
 from fastapi import FastAPI, HTTPException, Request
-from kafka.errors import KafkaError
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from kafka.errors import KafkaError
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
 
 from admin.actions import dead_letters as letters
-from admin.actions.config_check import failed, run_checks
+from admin.actions.config_check import run_checks
 from admin.actions.errors import OperatorError
 from admin.actions.fetch import start_fetch
 from admin.actions.reconcile import reconcile_csv, start_reconcile
@@ -80,6 +80,14 @@ class View:
         return self.who is not None and permission in self.who.permissions
 
 
+@dataclass
+class SignedInView(View):
+    """A request of a signed-in person (what `guarded` pages get): the session and the person are known."""
+
+    session: Session
+    who: Principal
+
+
 class Refusal(Exception):
     """Ends a console request with a page saying why (status, message)."""
 
@@ -98,7 +106,7 @@ def _local_next(value: str | None) -> str:
 
 def install_console(app: FastAPI, ctx, *, throttle: Callable[[Request], None],
                     refused: Callable[[Request, TokenRefused, Any], None]) -> None:
-    from admin.api.app import client_address, followed_fetch, gather_overview
+    from admin.api.app import followed_fetch, gather_overview
 
     env = Environment(loader=FileSystemLoader(str(HERE / "templates")), autoescape=select_autoescape(["html"]),
                       trim_blocks=True, lstrip_blocks=True)
@@ -124,7 +132,7 @@ def install_console(app: FastAPI, ctx, *, throttle: Callable[[Request], None],
         language = negotiate(asked, request.cookies.get(LANGUAGE_COOKIE), request.headers.get("accept-language"))
         return View(request, language, Translator(language), remember_language=asked in LANGUAGES)
 
-    def signed_in(request: Request, *, partial: bool = False) -> View | Response:
+    def signed_in(request: Request, *, partial: bool = False) -> SignedInView | Response:
         view = view_of(request)
         session_id = request.cookies.get(SESSION_COOKIE)
         now = ctx.clock()
@@ -144,15 +152,16 @@ def install_console(app: FastAPI, ctx, *, throttle: Callable[[Request], None],
             request.state.audit["detail"] = f"session ended: token {exc.kind}"
             return sign_in_needed(request, view, partial, ended=True)
         request.state.audit.update(actor=who.user, token_id=who.token_id)
-        view.session, view.who, view.session_id = session, who, session_id
-        return view
+        return SignedInView(view.request, view.language, view.t, view.remember_language, session=session, who=who,
+                            session_id=session_id)
 
     def sign_in_needed(request: Request, view: View, partial: bool, *, ended: bool) -> Response:
         request.state.audit["skip"] = True  # nobody to name; a failed sign-in is audited when it happens
         if partial:
             return Response(status_code=401, headers={"X-Sign-In": PREFIX + "/sign-in"})
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        query = {"next": target, **({"ended": "1"} if ended else {}), **({"lang": view.language} if view.remember_language else {})}
+        query = {"next": target, **({"ended": "1"} if ended else {}),
+                 **({"lang": view.language} if view.remember_language else {})}
         return RedirectResponse(f"{PREFIX}/sign-in?{urlencode(query)}", status_code=303)
 
     def store_down(view: View, exc: Exception) -> HTMLResponse:
@@ -224,7 +233,7 @@ def install_console(app: FastAPI, ctx, *, throttle: Callable[[Request], None],
         return render(view, "error.html", status=status, headline=headline, message=ctx.redactor.text(message),
                       hint=ctx.redactor.text(hint))
 
-    def guarded(request: Request, run: Callable[[View], Response], *, partial: bool = False) -> Response:
+    def guarded(request: Request, run: Callable[[SignedInView], Response], *, partial: bool = False) -> Response:
         view = signed_in(request, partial=partial)
         if isinstance(view, Response):
             return view
@@ -235,7 +244,7 @@ def install_console(app: FastAPI, ctx, *, throttle: Callable[[Request], None],
                 return Response(status_code=getattr(exc, "status", getattr(exc, "status_code", 500)))
             return refusal_page(view, exc)
 
-    def require(view: View, *permissions: str) -> None:
+    def require(view: SignedInView, *permissions: str) -> None:
         """At least one of `permissions` (any of the three when none is named)."""
         wanted = set(permissions) or {INTEGRATION, FETCH_CLIENT, FETCH_ALL}
         if not (view.who.permissions & wanted):
@@ -257,7 +266,7 @@ def install_console(app: FastAPI, ctx, *, throttle: Callable[[Request], None],
             return True  # no Origin (an older browser): the CSRF secret decides
         return origin == f"{request.url.scheme}://{request.headers.get('host', '')}"
 
-    def check_form(view: View, form: dict[str, list[str]]) -> None:
+    def check_form(view: SignedInView, form: dict[str, list[str]]) -> None:
         if not same_origin(view.request) or not hmac.compare_digest(first(form, "csrf"), view.session.csrf):
             view.request.state.audit["detail"] = "CSRF check failed"
             raise Refusal(403, view.t("csrf_failed"))
@@ -301,8 +310,9 @@ def install_console(app: FastAPI, ctx, *, throttle: Callable[[Request], None],
         try:
             throttle(request)
         except HTTPException as exc:
-            return sign_in_page(view, status=429, problem=view.t("throttled", seconds=exc.detail["retry_after_s"]),
-                                next_url=next_url)
+            # ignore: Starlette types detail as str, but FastAPI's HTTPException takes any detail (throttle's is a dict)
+            seconds = exc.detail["retry_after_s"]  # type: ignore[index]
+            return sign_in_page(view, status=429, problem=view.t("throttled", seconds=seconds), next_url=next_url)
         token = first(form, "token").strip()
         token_id = token_id_of(token)
         request.state.audit["token_id"] = token_id
@@ -329,7 +339,7 @@ def install_console(app: FastAPI, ctx, *, throttle: Callable[[Request], None],
     async def sign_out(request: Request) -> Response:
         form = await form_of(request)
 
-        def run(view: View) -> Response:
+        def run(view: SignedInView) -> Response:
             audit(request, "console.sign_out")
             check_form(view, form)
             ctx.sessions.end(view.session_id)
@@ -339,7 +349,7 @@ def install_console(app: FastAPI, ctx, *, throttle: Callable[[Request], None],
         return await run_in_threadpool(guarded, request, run)
 
     # -- overview ---------------------------------------------------------------------------
-    def current_overview(view: View) -> dict:
+    def current_overview(view: SignedInView) -> dict:
         """Every client's card (shared for a few seconds), then only those this person may see."""
         if overview_cache["data"] is None or time.monotonic() - overview_cache["at"] > OVERVIEW_CACHE_S:
             everyone = Principal("console", "-", (), frozenset({INTEGRATION}))
@@ -349,7 +359,7 @@ def install_console(app: FastAPI, ctx, *, throttle: Callable[[Request], None],
 
     @app.get(PREFIX + "/", include_in_schema=False)
     def overview_page(request: Request) -> Response:
-        def run(view: View) -> Response:
+        def run(view: SignedInView) -> Response:
             audit(request, "console.overview")
             require(view)
             return render(view, "overview.html", section="overview", overview=current_overview(view))
@@ -357,21 +367,21 @@ def install_console(app: FastAPI, ctx, *, throttle: Callable[[Request], None],
 
     @app.get(PREFIX + "/overview/cards", include_in_schema=False)
     def overview_cards(request: Request) -> Response:
-        def run(view: View) -> Response:
+        def run(view: SignedInView) -> Response:
             audit(request, "console.overview.refresh", skip=True)
             require(view)
             return render(view, "_cards.html", overview=current_overview(view))
         return guarded(request, run, partial=True)
 
     # -- fetch ------------------------------------------------------------------------------
-    def fetchable_clients(view: View) -> list[str]:
+    def fetchable_clients(view: SignedInView) -> list[str]:
         if not view.can(FETCH_CLIENT):
             return []
         return [c.name for c in ctx.settings.invoice_clients if view.who.sees_client(c.name)]
 
     @app.get(PREFIX + "/fetch", include_in_schema=False)
     def fetch_page(request: Request) -> Response:
-        def run(view: View) -> Response:
+        def run(view: SignedInView) -> Response:
             audit(request, "console.fetch")
             require(view, FETCH_CLIENT, FETCH_ALL)
             return render(view, "fetch.html", section="fetch", clients=fetchable_clients(view),
@@ -382,7 +392,7 @@ def install_console(app: FastAPI, ctx, *, throttle: Callable[[Request], None],
     async def fetch(request: Request) -> Response:
         form = await form_of(request)
 
-        def run(view: View) -> Response:
+        def run(view: SignedInView) -> Response:
             everything = first(form, "all") == "1"
             client = None if everything else first(form, "client")
             audit(request, FETCH_ALL if everything else FETCH_CLIENT, client or "all")
@@ -399,20 +409,20 @@ def install_console(app: FastAPI, ctx, *, throttle: Callable[[Request], None],
             return see_other(f"{PREFIX}/fetch/{job.fetch_id}")
         return await run_in_threadpool(guarded, request, run)
 
-    def fetch_state(view: View, fetch_id: str) -> dict:
+    def fetch_state(view: SignedInView, fetch_id: str) -> dict:
         job = followed_fetch(ctx, view.who, view.request, fetch_id)
         return ctx.redactor.data(job.as_dict())
 
     @app.get(PREFIX + "/fetch/{fetch_id}", include_in_schema=False)
     def fetch_job_page(fetch_id: str, request: Request) -> Response:
-        def run(view: View) -> Response:
+        def run(view: SignedInView) -> Response:
             audit(request, "console.fetch.progress", fetch_id)
             return render(view, "fetch_job.html", section="fetch", job=fetch_state(view, fetch_id))
         return guarded(request, run)
 
     @app.get(PREFIX + "/fetch/{fetch_id}/progress", include_in_schema=False)
     def fetch_job_progress(fetch_id: str, request: Request) -> Response:
-        def run(view: View) -> Response:
+        def run(view: SignedInView) -> Response:
             audit(request, "console.fetch.progress", fetch_id, skip=True)
             return render(view, "_fetch_progress.html", job=fetch_state(view, fetch_id))
         return guarded(request, run, partial=True)
@@ -426,7 +436,7 @@ def install_console(app: FastAPI, ctx, *, throttle: Callable[[Request], None],
 
     @app.get(PREFIX + "/dead-letters", include_in_schema=False)
     def dead_letters_page(request: Request) -> Response:
-        def run(view: View) -> Response:
+        def run(view: SignedInView) -> Response:
             audit(request, "console.dead_letters")
             require(view, INTEGRATION)
             only_open = request.query_params.get("state", "open") == "open"
@@ -438,7 +448,7 @@ def install_console(app: FastAPI, ctx, *, throttle: Callable[[Request], None],
 
     @app.get(PREFIX + "/dead-letters/{letter_id}", include_in_schema=False)
     def dead_letter_page(letter_id: str, request: Request) -> Response:
-        def run(view: View) -> Response:
+        def run(view: SignedInView) -> Response:
             audit(request, "console.dead_letters.show", letter_id)
             require(view, INTEGRATION)
             entry = letters.get_letter(ctx.settings.kafka, letter_id)
@@ -451,7 +461,7 @@ def install_console(app: FastAPI, ctx, *, throttle: Callable[[Request], None],
     async def redrive(request: Request) -> Response:
         form = await form_of(request)
 
-        def run(view: View) -> Response:
+        def run(view: SignedInView) -> Response:
             ids = [i for i in form.get("id", []) if i]
             audit(request, "dead_letters.redrive", ids)
             require(view, INTEGRATION)
@@ -523,7 +533,7 @@ def install_console(app: FastAPI, ctx, *, throttle: Callable[[Request], None],
 
     @app.get(PREFIX + "/settings", include_in_schema=False)
     def settings_page(request: Request) -> Response:
-        def run(view: View) -> Response:
+        def run(view: SignedInView) -> Response:
             audit(request, "console.settings")
             require(view, INTEGRATION)
             return settings_view(view)
@@ -533,7 +543,7 @@ def install_console(app: FastAPI, ctx, *, throttle: Callable[[Request], None],
     async def change(request: Request) -> Response:
         form = await form_of(request)
 
-        def run(view: View) -> Response:
+        def run(view: SignedInView) -> Response:
             step = first(form, "step", "check")
             audit(request, {"check": "config.change.dry_run", "apply": "config.change",
                             "test": "config.check"}.get(step, "config.change"))
@@ -572,7 +582,7 @@ def install_console(app: FastAPI, ctx, *, throttle: Callable[[Request], None],
     # -- audit log --------------------------------------------------------------------------
     @app.get(PREFIX + "/audit", include_in_schema=False)
     def audit_page(request: Request) -> Response:
-        def run(view: View) -> Response:
+        def run(view: SignedInView) -> Response:
             actor = request.query_params.get("actor") or None
             audit(request, "audit.list", actor)
             require(view, INTEGRATION)
@@ -584,7 +594,7 @@ def install_console(app: FastAPI, ctx, *, throttle: Callable[[Request], None],
     # -- reconcile --------------------------------------------------------------------------
     @app.get(PREFIX + "/reconcile", include_in_schema=False)
     def reconcile_page(request: Request) -> Response:
-        def run(view: View) -> Response:
+        def run(view: SignedInView) -> Response:
             audit(request, "console.reconcile")
             require(view, INTEGRATION)
             runs = [j.as_dict() for j in ctx.reconciles.recent()]
@@ -596,7 +606,7 @@ def install_console(app: FastAPI, ctx, *, throttle: Callable[[Request], None],
     async def reconcile(request: Request) -> Response:
         form = await form_of(request)
 
-        def run(view: View) -> Response:
+        def run(view: SignedInView) -> Response:
             client = first(form, "client") or None
             audit(request, "reconcile", client or "all")
             require(view, INTEGRATION)
@@ -606,27 +616,27 @@ def install_console(app: FastAPI, ctx, *, throttle: Callable[[Request], None],
             return see_other(f"{PREFIX}/reconcile/{job.reconcile_id}")
         return await run_in_threadpool(guarded, request, run)
 
-    def reconcile_state(view: View, reconcile_id: str) -> dict:
+    def reconcile_state(view: SignedInView, reconcile_id: str) -> dict:
         require(view, INTEGRATION)
         return ctx.redactor.data(ctx.reconciles.get(reconcile_id).as_dict())
 
     @app.get(PREFIX + "/reconcile/{reconcile_id}", include_in_schema=False)
     def reconcile_job_page(reconcile_id: str, request: Request) -> Response:
-        def run(view: View) -> Response:
+        def run(view: SignedInView) -> Response:
             audit(request, "reconcile.progress", reconcile_id)
             return render(view, "reconcile_job.html", section="reconcile", job=reconcile_state(view, reconcile_id))
         return guarded(request, run)
 
     @app.get(PREFIX + "/reconcile/{reconcile_id}/progress", include_in_schema=False)
     def reconcile_job_progress(reconcile_id: str, request: Request) -> Response:
-        def run(view: View) -> Response:
+        def run(view: SignedInView) -> Response:
             audit(request, "reconcile.progress", reconcile_id, skip=True)
             return render(view, "_reconcile_progress.html", job=reconcile_state(view, reconcile_id))
         return guarded(request, run, partial=True)
 
     @app.get(PREFIX + "/reconcile/{reconcile_id}/report.csv", include_in_schema=False)
     def reconcile_csv_download(reconcile_id: str, request: Request) -> Response:
-        def run(view: View) -> Response:
+        def run(view: SignedInView) -> Response:
             audit(request, "reconcile.report_csv", reconcile_id)
             job = reconcile_state(view, reconcile_id)
             if not job["finished"] or job["error"]:

@@ -19,14 +19,28 @@ from sandbox.ledger import ClientLedger
 from sandbox.problems import Problem
 from sandbox.seed import DEFAULT_LOCK_DATE, seed_client
 from sandbox.wire import (
-    account_dto, customer_dto, invoice_dto, ledger_entry_dto, open_item_dto, parse_bank_voucher, project_dto,
+    account_dto,
+    customer_dto,
+    invoice_dto,
+    ledger_entry_dto,
+    open_item_dto,
+    parse_bank_voucher,
+    project_dto,
 )
+from vb2po.errors import TerminalError
 from vb2po.poweroffice.accounts import ACCOUNT_NOT_FOUND, CUSTOMER_NOT_FOUND, IdCache
 from vb2po.poweroffice.client import bank_voucher_payload
 from vb2po.poweroffice.errors import DUPLICATE_REFERENCE, classify_problem
-from vb2po.errors import TerminalError
 from vb2po.poweroffice.models import (
-    ALREADY_APPLIED, APPLIED, Customer, LedgerEntry, OpenItem, OutgoingInvoice, PaymentPosting, PostingResult, Project,
+    ALREADY_APPLIED,
+    APPLIED,
+    Customer,
+    LedgerEntry,
+    OpenItem,
+    OutgoingInvoice,
+    PaymentPosting,
+    PostingResult,
+    Project,
 )
 
 T = TypeVar("T")
@@ -41,6 +55,7 @@ class FakePowerOffice:
         self.ledger = ledger
         self.calls: Counter[str] = Counter()
         self._failures: deque[tuple[str | None, Exception]] = deque()
+        self._lost_answers: deque[tuple[str | None, Exception]] = deque()
         self.customer_accounts = IdCache(self._customer_account_ids, "customer", CUSTOMER_NOT_FOUND)
         self.ledger_accounts = IdCache(self._ledger_account_ids, "general ledger account", ACCOUNT_NOT_FOUND)
 
@@ -53,16 +68,32 @@ class FakePowerOffice:
         """Raise `error` on the next `times` calls (of `method` only, if given)."""
         self._failures.extend((method, error) for _ in range(times))
 
+    def lose_next_answer(self, error: Exception, times: int = 1, method: str | None = None) -> None:
+        """Do the next `times` calls (of `method` only, if given), then raise `error` as if the answer
+        was lost on the way back (a cut connection, a timeout, a 5xx from a proxy after the work)."""
+        self._lost_answers.extend((method, error) for _ in range(times))
+
+    @staticmethod
+    def _take(queue: deque[tuple[str | None, Exception]], method: str) -> Exception | None:
+        for i, (only, error) in enumerate(queue):
+            if only is None or only == method:
+                del queue[i]
+                return error
+        return None
+
     def _call(self, method: str, work: Callable[[], T]) -> T:
         self.calls[method] += 1
-        for i, (only, error) in enumerate(self._failures):
-            if only is None or only == method:
-                del self._failures[i]
-                raise error
+        error = self._take(self._failures, method)
+        if error is not None:
+            raise error
         try:
-            return work()
+            result = work()
         except Problem as problem:
             raise classify_problem(problem.status, problem.body(), where=f"PowerOffice (fake) {method}") from None
+        lost = self._take(self._lost_answers, method)
+        if lost is not None:
+            raise lost
+        return result
 
     # -- PowerOfficeApi ------------------------------------------------------------------
     def post_payment(self, posting: PaymentPosting) -> PostingResult:

@@ -17,12 +17,12 @@ import requests
 from prometheus_client import generate_latest
 from requests.adapters import HTTPAdapter
 
+from admin.api.audit import read_audit
+from admin.api.throttle import FailedAuthLimiter
 from devstack.visma_seed import create_tables, sqlite_connection_string
 from tests.fixtures.sandbox import SANDBOX_CLIENT_KEY
 from tests.operator_stack import ODBC_PASSWORD, USER_OF, Api, make_settings, operator_settings, run_cli, settings_file, token_for
 from tests.services import running, wait_for
-from admin.api.audit import read_audit
-from admin.api.throttle import FailedAuthLimiter
 from vb2po.visma.db import VismaDatabase
 
 pytestmark = pytest.mark.integration

@@ -109,6 +109,6 @@ def test_poison_messages_go_to_dead_letters_and_the_next_payment_is_still_applie
         wait_for(lambda: len(read_committed(settings.kafka.bootstrap_servers, topics.dead_letters)) >= 3,
                  timeout=30, what="three dead letters")
     letters = [json.loads(r.value) for r in read_committed(settings.kafka.bootstrap_servers, topics.dead_letters)]
-    assert sorted(l["reason"] for l in letters) == ["invalid_event", "undecodable", "undecodable"]
-    assert all(l["topic"] == topics.payments and l["offset"] is not None and l["original"] for l in letters)
+    assert sorted(letter["reason"] for letter in letters) == ["invalid_event", "undecodable", "undecodable"]
+    assert all(letter["topic"] == topics.payments and letter["offset"] is not None and letter["original"] for letter in letters)
     assert len(world.vouchers()) == world.expected_payments

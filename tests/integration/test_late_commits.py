@@ -60,8 +60,8 @@ def poller_for(conn_str: str, publisher: FakePublisher, clock: Clock, state: Com
                **options) -> PaymentPoller:
     settings = Settings(lookback_date=date(2026, 1, 1), companies=[{"company_no": 1, "odbc": conn_str}],
                         invoice_clients=[{"name": "demo", "client_key": "k"}])
-    return PaymentPoller(open_company(settings, settings.company(1), polling=True), publisher, TOPICS, OSLO, state or CompanyState(1),
-                         clock=clock, **options)
+    return PaymentPoller(open_company(settings, settings.company(1), polling=True), publisher, TOPICS, OSLO,
+                         state or CompanyState(1), clock=clock, **options)
 
 
 def open_transaction(conn_str: str, row, *, minute_precision: bool) -> pyodbc.Connection:

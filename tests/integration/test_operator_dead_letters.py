@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from admin.actions.kafka_view import KafkaView
 from consumer.payments import external_import_reference
 from devstack.visma_seed import insert_custtr
 from sandbox.seed import DEFAULT_LOCK_DATE
@@ -16,7 +17,6 @@ from tests.builders import payment_row
 from tests.fixtures.sandbox import SANDBOX_CLIENT_KEY
 from tests.operator_stack import make_settings, operator_settings, run_cli, token_for
 from tests.services import running, wait_for
-from admin.actions.kafka_view import KafkaView
 from vb2po.visma.db import VismaDatabase
 
 pytestmark = pytest.mark.integration
@@ -55,10 +55,10 @@ def test_dead_letters_are_listed_shown_and_redriven_one_a_selection_and_all_with
             return json.loads(out)
 
         found = wait_for(lambda: len(letters()) == 5 and letters(), timeout=90, what="five dead letters")
-        consumer = {l["source_key"]: l for l in found if l["stage"] == "consumer"}
+        consumer = {letter["source_key"]: letter for letter in found if letter["stage"] == "consumer"}
         assert sorted(consumer) == sorted(f"JNo={j};EntNo=1" for j, _ in keys)
-        assert {l["reason"] for l in consumer.values()} == {"lock_date"}
-        [producer_letter] = [l for l in found if l["stage"] == "producer"]
+        assert {letter["reason"] for letter in consumer.values()} == {"lock_date"}
+        [producer_letter] = [letter for letter in found if letter["stage"] == "producer"]
         assert producer_letter["reason"] == "invalid_date"
 
         ids = [consumer[f"JNo={j};EntNo=1"]["id"] for j, _ in keys]
@@ -84,8 +84,8 @@ def test_dead_letters_are_listed_shown_and_redriven_one_a_selection_and_all_with
         wait_for(lambda: all(marked(sqlite_company_db, keys)), timeout=60, what="every redriven payment")
 
         still_open = letters("--open")
-        assert [l["stage"] for l in still_open] == ["producer"]  # the Visma row is fixed in Visma, not here
-        assert all(not l["open"] and l["redrives"][0]["by"] == "ida" for l in letters("--stage", "consumer"))
+        assert [letter["stage"] for letter in still_open] == ["producer"]  # the Visma row is fixed in Visma, not here
+        assert all(not letter["open"] and letter["redrives"][0]["by"] == "ida" for letter in letters("--stage", "consumer"))
 
         code, out, _ = run_cli(capsys, "dead-letters", "redrive", ids[0], *cli)  # once more: already applied
         assert code == 0 and "1 redriven" in out

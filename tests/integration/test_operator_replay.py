@@ -9,14 +9,14 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from admin.actions.kafka_view import KafkaView
+from admin.api.audit import read_audit
 from consumer.payments import external_import_reference
 from devstack.visma_seed import insert_custtr
 from tests.builders import payment_row
 from tests.fixtures.sandbox import SANDBOX_CLIENT_KEY
 from tests.operator_stack import make_settings, operator_settings, run_cli, settings_file, token_for
 from tests.services import running, wait_for
-from admin.api.audit import read_audit
-from admin.actions.kafka_view import KafkaView
 from vb2po.visma.db import VismaDatabase
 
 pytestmark = pytest.mark.integration

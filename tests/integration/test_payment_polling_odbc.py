@@ -28,8 +28,8 @@ def make_poller(conn_str: str, publisher: FakePublisher, *, page_size: int = 100
     lookback = date(lookback_dt // 10000, lookback_dt // 100 % 100, lookback_dt % 100)
     settings = Settings(lookback_date=lookback, companies=[{"company_no": 1, "odbc": conn_str}],
                         invoice_clients=[{"name": "demo", "client_key": "k"}])
-    return PaymentPoller(open_company(settings, settings.company(1), polling=True), publisher, TOPICS, OSLO, state or CompanyState(1),
-                         page_size=page_size, clock=clock, **options)
+    return PaymentPoller(open_company(settings, settings.company(1), polling=True), publisher, TOPICS, OSLO,
+                         state or CompanyState(1), page_size=page_size, clock=clock, **options)
 
 
 def published_keys(publisher: FakePublisher) -> list[tuple[int, int]]:
@@ -183,9 +183,9 @@ def test_rows_that_cannot_become_events_are_dead_lettered_once_and_polling_goes_
     assert (outcome.published, outcome.bad_rows) == (1, len(HOSTILE))
     assert published_keys(publisher) == [(2, 1)]  # the good row behind the bad ones
     letters = [json.loads(m.value) for m in publisher.committed if m.topic == TOPICS.dead_letters]
-    assert sorted((l["source_key"], l["reason"]) for l in letters) == [
+    assert sorted((letter["source_key"], letter["reason"]) for letter in letters) == [
         (f"JNo=1;EntNo={n + 1}", reason) for n, (_, _, reason) in enumerate(HOSTILE)]
-    assert all(l["company_no"] == 1 and l["stage"] == "producer" for l in letters)
+    assert all(letter["company_no"] == 1 and letter["stage"] == "producer" for letter in letters)
     poller.sweep_grace_s = 0
     assert poller.sweep_once().bad_rows == 0  # the sweep finds them again: no second letter
     assert len([m for m in publisher.committed if m.topic == TOPICS.dead_letters]) == len(HOSTILE)

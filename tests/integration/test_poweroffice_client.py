@@ -11,10 +11,10 @@ from pydantic import SecretStr
 
 from devstack.dataset import Invoice, invoices
 from sandbox.server import SandboxServer
+from tests.fakes.poweroffice import FakePowerOffice
 from tests.fixtures.sandbox import SANDBOX_CLIENT_KEY, SANDBOX_SPEC
 from vb2po.errors import TerminalError, TransientError
 from vb2po.poweroffice import PaymentPosting, PowerOfficeApi, PowerOfficeClient
-from tests.fakes.poweroffice import FakePowerOffice
 
 pytestmark = pytest.mark.integration
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import random
 import signal
-import time
 import subprocess
+import time
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -55,7 +55,8 @@ def test_sigkill_mid_batch_loses_nothing_and_doubles_nothing(make_settings, sqli
         try:
             before = progress()
             # wait until this incarnation has committed something, then kill it at a random moment
-            wait_for(lambda: progress() > before or proc.poll() is not None or stack_dump_when_slow(proc, started),
+            wait_for(lambda before=before, proc=proc, started=started:
+                     progress() > before or proc.poll() is not None or stack_dump_when_slow(proc, started),
                      timeout=60, interval=0.05, what="the producer to publish")
             proc.wait(rng.uniform(0.05, 0.6))  # let it run a random moment longer
         except subprocess.TimeoutExpired:

@@ -11,7 +11,6 @@ import pytest
 from prometheus_client import REGISTRY
 
 from devstack.visma_seed import custtr_insert_sql, custtr_values, insert_custtr
-from vb2po.visma.company import open_company
 from producer.credit_blocks import CreditBlockPoller
 from producer.payments import PaymentPoller
 from producer.publisher import FakePublisher, KafkaTransactionalPublisher, Outgoing, ProducerFenced
@@ -24,6 +23,7 @@ from tests.kafka_reading import read_committed
 from tests.services import wait_for
 from vb2po import metrics
 from vb2po.kafka.topics import ensure_topics
+from vb2po.visma.company import open_company
 from vb2po.visma.db import VismaDatabase
 
 OSLO = ZoneInfo("Europe/Oslo")

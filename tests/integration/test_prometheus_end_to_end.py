@@ -389,7 +389,7 @@ def test_every_dashboard_query_and_alert_expression_returns_data_from_a_real_run
             "blocked customers": "vb2po_credit_blocked_customers",
         }
         for what, expr in seen.items():
-            wait_for(lambda: prom.query(expr), timeout=60, interval=0.5, what=f"Prometheus to see {what}")
+            wait_for(lambda expr=expr: prom.query(expr), timeout=60, interval=0.5, what=f"Prometheus to see {what}")
 
         # Company 2's database cannot be reached: neither process is ready, and both say why.
         for port in (producer_port, consumer_port):
@@ -418,16 +418,17 @@ def test_every_dashboard_query_and_alert_expression_returns_data_from_a_real_run
     # Both processes are gone: the "down" alerts' expressions return data as they stand.
     rules = {r["alert"]: r["expr"] for r in alert_rules()}
     for name in DOWN_ALERTS:
-        wait_for(lambda: prom.query(rules[name]), timeout=30, interval=0.5, what=f"{name}'s expression to fire")
+        wait_for(lambda name=name: prom.query(rules[name]), timeout=30, interval=0.5, what=f"{name}'s expression to fire")
 
     # The logs: one JSON object per line; the dead-lettered rows name their event, company, customer.
     producer_lines, consumer_lines = json_lines(logs["producer"]), json_lines(logs["consumer"])
-    bad_row = [l for l in producer_lines if l["message"].startswith("bad row to dead letters")]
+    bad_row = [line for line in producer_lines if line["message"].startswith("bad row to dead letters")]
     assert bad_row and bad_row[0]["company"] == 1 and bad_row[0]["customer"] == 10000 and bad_row[0]["event_id"]
-    letter = [l for l in consumer_lines if l["message"].startswith("dead-lettered") and l.get("reason") == "invoice_unknown"]
+    letter = [line for line in consumer_lines
+              if line["message"].startswith("dead-lettered") and line.get("reason") == "invoice_unknown"]
     assert letter and letter[0]["company"] == 1 and letter[0]["customer"] == 10000 and letter[0]["event_id"]
-    retries = [l for l in consumer_lines if " retrying in " in l["message"]]
-    assert retries and all({"event_id", "company", "customer"} <= set(l) for l in retries)
+    retries = [line for line in consumer_lines if " retrying in " in line["message"]]
+    assert retries and all({"event_id", "company", "customer"} <= set(line) for line in retries)
     everything_logged = logs["producer"].read_text() + logs["consumer"].read_text()
     for secret in ("e2e-secret-not-to-log", world.sandbox.application_key, world.sandbox.subscription_key):
         assert secret not in everything_logged

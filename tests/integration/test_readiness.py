@@ -15,8 +15,8 @@ from devstack.stack import write_settings
 from devstack.visma_seed import create_tables, sqlite_connection_string
 from tests.processes import start_vb2po, terminate
 from tests.services import wait_for
-from vb2po.ops import create_ops_app, serve_ops
 from vb2po.http_server import BackgroundServer
+from vb2po.ops import create_ops_app, serve_ops
 from vb2po.readiness import consumer_checks, producer_checks
 from vb2po.visma.db import VismaDatabase
 
@@ -119,7 +119,7 @@ def test_a_running_producer_serves_healthz_and_readyz(make_settings, sqlite_comp
         assert response.json()["checks"] == {"kafka": "ok", "visma_company_1": "ok"}
         assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
         log_lines = lambda: [json.loads(line) for line in (tmp_path / "producer.log").read_text().splitlines()]  # noqa: E731
-        opened = wait_for(lambda: [l for l in log_lines() if l["message"].startswith("company 1: open")], timeout=60,
+        opened = wait_for(lambda: [line for line in log_lines() if line["message"].startswith("company 1: open")], timeout=60,
                           what="the producer to open company 1")
         assert opened[0]["company"] == 1 and opened[0]["level"] == "INFO"  # a JSON line, with the company
     finally:

@@ -64,7 +64,7 @@ def says(log: Path, start: str) -> list[dict]:
 def assert_readable(log: Path) -> None:
     text = log.read_text()
     assert "Traceback" not in text and '"exception"' not in text, text[-3000:]
-    assert not [l for l in lines(log) if l["logger"].startswith("kafka") and l["level"] in ("ERROR", "CRITICAL")], \
+    assert not [line for line in lines(log) if line["logger"].startswith("kafka") and line["level"] in ("ERROR", "CRITICAL")], \
         "kafka-python logged above WARNING"
     assert all(line.startswith("{") for line in text.splitlines()), "a line that is not a JSON log line"
 

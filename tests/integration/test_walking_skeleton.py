@@ -7,9 +7,9 @@ from datetime import date, datetime
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
+from consumer.payments import external_import_reference
 from devstack.stack import LocalClient, settings_dict, to_settings
 from devstack.visma_seed import insert_custtr
-from consumer.payments import external_import_reference
 from tests.builders import payment_row
 from tests.fixtures.sandbox import SANDBOX_CLIENT_KEY
 from tests.services import running, wait_for

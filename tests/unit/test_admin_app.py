@@ -7,14 +7,14 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import requests
 
-from producer.payments import PollOutcome
+from admin.actions.producer_view import FakeProducer
+from admin.actions.redact import Redactor
 from admin.api.app import AdminContext, create_admin_app
 from admin.api.audit import MemoryAuditLog
 from admin.api.token_store import MemoryTokenStore
 from admin.api.tokens import issue
+from producer.payments import PollOutcome
 from vb2po.http_server import BackgroundServer
-from admin.actions.producer_view import FakeProducer
-from admin.actions.redact import Redactor
 from vb2po.settings import Settings
 
 SETTINGS = Settings(

@@ -9,6 +9,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import requests
 
+from admin.actions.config_check import FAIL, Finding
+from admin.actions.producer_view import FakeProducer
+from admin.actions.redact import Redactor
 from admin.api.app import AdminContext, create_admin_app
 from admin.api.audit import MemoryAuditLog
 from admin.api.token_store import MemoryTokenStore
@@ -16,9 +19,6 @@ from admin.api.tokens import issue
 from vb2po.http_server import BackgroundServer
 from vb2po.integration_settings import Overrides
 from vb2po.live_settings import LiveSettings, MemoryOverridesStore
-from admin.actions.config_check import FAIL, Finding
-from admin.actions.producer_view import FakeProducer
-from admin.actions.redact import Redactor
 from vb2po.settings import Settings
 
 SETTINGS = Settings(
@@ -166,7 +166,8 @@ def test_an_override_the_file_no_longer_fits_is_shown_left_out_and_can_be_reset(
     tokens_store = MemoryTokenStore()
     issued = issue("ida", created_by="test", now=datetime.now(timezone.utc), ttl=timedelta(hours=1))
     tokens_store.put(issued.record)
-    stale = Overrides(1, {"invoice_clients.gone.bank_account": 1930, "credit_block_sync": False}, "kari", "2026-11-01T08:00:00+00:00")
+    stale = Overrides(1, {"invoice_clients.gone.bank_account": 1930, "credit_block_sync": False}, "kari",
+                      "2026-11-01T08:00:00+00:00")
     live = LiveSettings(SETTINGS, MemoryOverridesStore(stale))
     live.refresh()
     assert live.settings.credit_block_sync is False  # what fits is applied

@@ -10,7 +10,8 @@ import pytest
 
 from admin.actions.applied import MemoryApplied, tally, week_start
 from consumer.applied_log import AppliedPayment, FakeAppliedLog
-from consumer.payments import ALREADY_MARKED, APPLIED, PaymentApplier, external_import_reference
+from consumer.outcomes import ALREADY_MARKED, APPLIED
+from consumer.payments import PaymentApplier, external_import_reference
 from consumer.routing import Route
 from consumer.visma import FakeVismaPayments
 from devstack.dataset import DatasetSpec, payment_rows

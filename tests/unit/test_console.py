@@ -21,8 +21,8 @@ from admin.api.tokens import issue
 from admin.console import formats
 from admin.console.i18n import MESSAGES, REASONS, Translator, negotiate
 from admin.console.sessions import SessionStore
-from vb2po.http_server import BackgroundServer
 from tests.unit.test_admin_guards import SETTINGS
+from vb2po.http_server import BackgroundServer
 
 OSLO = ZoneInfo("Europe/Oslo")
 CSS = Path(__file__).resolve().parents[2] / "admin" / "console" / "static" / "console.css"

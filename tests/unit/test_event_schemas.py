@@ -38,7 +38,8 @@ def test_renaming_a_field_is_breaking(payment_schema):
     new = copy.deepcopy(payment_schema)
     props = new["$defs"]["PaymentPayload"]["properties"]
     props["amount_nok"] = props.pop("amount")
-    new["$defs"]["PaymentPayload"]["required"] = [("amount_nok" if r == "amount" else r) for r in new["$defs"]["PaymentPayload"]["required"]]
+    required = new["$defs"]["PaymentPayload"]["required"]
+    new["$defs"]["PaymentPayload"]["required"] = [("amount_nok" if r == "amount" else r) for r in required]
     problems = breaking_changes(payment_schema, new)
     assert "$.payload.amount: field removed or renamed" in problems
     assert "$.payload.amount_nok: required field added" in problems

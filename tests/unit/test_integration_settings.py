@@ -7,7 +7,12 @@ from datetime import date, datetime, timezone
 import pytest
 
 from vb2po.integration_settings import (
-    ChangeRefused, Overrides, apply_overrides, apply_what_fits, parse_assignment, plan_change,
+    ChangeRefused,
+    Overrides,
+    apply_overrides,
+    apply_what_fits,
+    parse_assignment,
+    plan_change,
 )
 from vb2po.settings import Settings
 

@@ -21,7 +21,13 @@ from schemas.codec import encode
 from schemas.events import PaymentEvent, PaymentPayload, Source, payment_event_id
 from vb2po.errors import TerminalError, TransientError
 from vb2po.logging_setup import (
-    ContextFilter, JsonFormatter, TextFormatter, bind_event, current_context, event_context, resolve_format,
+    ContextFilter,
+    JsonFormatter,
+    TextFormatter,
+    bind_event,
+    current_context,
+    event_context,
+    resolve_format,
 )
 from vb2po.retry import Backoff
 
@@ -204,7 +210,7 @@ def test_the_consumer_handler_puts_the_event_on_every_line_it_causes():
     class Flaky:
         calls = 0
 
-        def apply(self, e, *seen):
+        def apply(self, e, *seen, **options):
             self.calls += 1
             logging.getLogger("consumer.payments").info("posting")
             if self.calls == 1:

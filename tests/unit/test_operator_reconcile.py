@@ -5,12 +5,17 @@ import csv
 import io
 from decimal import Decimal
 
-from admin.cli import render
 from admin.actions.reconcile import (
-    EXCLUDED_BY_LOOKBACK, MISSING_IN_POWEROFFICE, MISSING_IN_VISMA, UNKNOWN_IN_POWEROFFICE, UNKNOWN_IN_VISMA,
-    PowerOfficeInvoice, compare,
+    EXCLUDED_BY_LOOKBACK,
+    MISSING_IN_POWEROFFICE,
+    MISSING_IN_VISMA,
+    UNKNOWN_IN_POWEROFFICE,
+    UNKNOWN_IN_VISMA,
+    PowerOfficeInvoice,
+    compare,
 )
 from admin.actions.visma_read import VismaInvoice
+from admin.cli import render
 
 D = Decimal
 

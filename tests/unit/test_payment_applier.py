@@ -9,9 +9,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from consumer.payments import (
-    ALREADY_APPLIED, ALREADY_MARKED, ANNULLED, APPLIED, ON_ACCOUNT, PaymentApplier, external_import_reference,
-)
+from consumer.outcomes import ALREADY_APPLIED, ALREADY_MARKED, ANNULLED, APPLIED
+from consumer.payments import ON_ACCOUNT, PaymentApplier, external_import_reference
 from consumer.routing import Route, routes_by_company
 from consumer.visma import FakeVismaPayments
 from devstack.dataset import DatasetSpec, customers, invoices, payment_rows
@@ -98,6 +97,16 @@ def test_an_event_that_differs_from_the_visma_row_is_not_posted(change, field):
         world.apply(payment, event_row=replace(payment, **change))
     assert err.value.reason == "differs_from_visma" and field in str(err.value)
     assert world.po.ledger.vouchers() == [] and world.visma.marked == set()
+
+
+def test_a_replay_that_says_something_else_than_the_marked_row_is_dead_lettered():
+    payment = rows()[0]
+    world = World([payment])
+    assert world.apply(payment) == APPLIED
+    assert world.apply(payment) == ALREADY_MARKED  # the same event again: nothing to do
+    with pytest.raises(TerminalError) as err:
+        world.apply(payment, event_row=replace(payment, am=Decimal("-1.00")))
+    assert err.value.reason == "differs_from_visma" and len(world.po.ledger.vouchers()) == 1
 
 
 def test_a_row_that_is_no_payment_any_more_is_not_posted():

@@ -3,6 +3,7 @@ honoured); terminal ones, anything unexpected and anything undecodable is dead-l
 reason, exception class, attempts and times; the record is always finished."""
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date, datetime, timezone
 from decimal import Decimal, InvalidOperation
 
@@ -10,9 +11,11 @@ import pytest
 from kafka.errors import MessageSizeTooLargeError
 
 from consumer.dead_letters import FakeDeadLetterSink, KafkaDeadLetterSink, MemoryDeadLetterMemory
-from consumer.handler import ALREADY_DEAD_LETTERED, DEAD_LETTERED, Record, RecordHandler, StopRequested
+from consumer.handler import RECHECK_AFTER_S, Record, RecordHandler, StopRequested, needs_recheck
+from consumer.outcomes import ALREADY_DEAD_LETTERED, DEAD_LETTERED
 from schemas.codec import encode
 from schemas.events import PaymentEvent, PaymentPayload, Source, payment_event_id
+from schemas.headers import republished_header
 from vb2po.errors import TerminalError, TransientError
 from vb2po.kafka.dead_letters import HEADER_PREFIX, MAX_ORIGINAL_CHARS
 from vb2po.retry import Backoff
@@ -38,7 +41,7 @@ class Scripted:
         self.outcomes = list(outcomes)
         self.calls = 0
 
-    def apply(self, event, *seen):
+    def apply(self, event, *seen, **options):
         self.calls += 1
         outcome = self.outcomes.pop(0)
         if isinstance(outcome, BaseException):
@@ -59,7 +62,8 @@ def no_sleep(monkeypatch):
 
 
 def test_transient_errors_are_retried_until_the_payment_is_applied(no_sleep):
-    payments = Scripted(TransientError("503", reason="http_503"), TransientError("429", reason="rate_limited", retry_after=1.5), "applied")
+    payments = Scripted(TransientError("503", reason="http_503"),
+                        TransientError("429", reason="rate_limited", retry_after=1.5), "applied")
     sink = FakeDeadLetterSink()
     assert handler(payments, sink).handle(payment_record()) == "applied"
     assert payments.calls == 3 and sink.letters == []
@@ -193,3 +197,31 @@ def test_the_crash_guard_sets_a_record_aside_unapplied():
     payments, sink = Scripted("applied"), FakeDeadLetterSink()
     assert handler(payments, sink).handle(payment_record(), give_up="the consumer stopped 3 times") == DEAD_LETTERED
     assert payments.calls == 0 and sink.letters[0].reason == "crashed_consumer"
+
+
+def test_the_crash_guard_hears_once_that_a_record_survived_its_first_attempt(no_sleep):
+    """A record that comes back from its first attempt (here: a 503, retried) did not take the
+    process down: the guard stops suspecting it, before the retries, and is told only once."""
+    told: list[int] = []
+    payments = Scripted(TransientError("503", reason="http_503"), TransientError("503", reason="http_503"), "applied")
+
+    def survived() -> None:
+        told.append(payments.calls)
+
+    assert handler(payments, FakeDeadLetterSink()).handle(payment_record(), survived=survived) == "applied"
+    assert told == [1]
+
+
+def test_a_record_set_aside_by_the_crash_guard_is_not_reported_as_surviving():
+    told: list[bool] = []
+    outcome = handler(Scripted("applied"), FakeDeadLetterSink()).handle(
+        payment_record(), give_up="the consumer stopped 3 times", survived=lambda: told.append(True))
+    assert outcome == DEAD_LETTERED and told == []
+
+
+def test_republished_and_old_records_are_rechecked_in_poweroffice_fresh_ones_are_not():
+    fresh = replace(payment_record(), timestamp_ms=int(NOW.timestamp() * 1000) - 5_000)
+    assert not needs_recheck(fresh, NOW)
+    assert needs_recheck(replace(fresh, headers=(republished_header(),)), NOW)
+    assert needs_recheck(replace(fresh, timestamp_ms=int((NOW.timestamp() - RECHECK_AFTER_S - 1) * 1000)), NOW)
+    assert not needs_recheck(replace(fresh, timestamp_ms=None), NOW)

@@ -5,8 +5,17 @@ import sqlglot
 from vb2po.visma.dialect import DialectName, dialect_for, require_plain_identifier
 from vb2po.visma.identifiers import ColumnNotUsable, checked_marker_column
 from vb2po.visma.queries import (
-    PaymentSelection, Position, currency_register, customer_by_act_no, customers_page, mark_payment, payment_poll_index,
-    payment_rows_by_keys, payment_rows_of_invoice, pending_payments_page, unmarked_payments_page,
+    PaymentSelection,
+    Position,
+    currency_register,
+    customer_by_act_no,
+    customers_page,
+    mark_payment,
+    payment_poll_index,
+    payment_rows_by_keys,
+    payment_rows_of_invoice,
+    pending_payments_page,
+    unmarked_payments_page,
 )
 from vb2po.visma.tables import ACTOR, CUR, CUSTTR
 

@@ -29,6 +29,9 @@ def wanted_topics(kafka: KafkaSettings) -> list[NewTopic]:
         # Compacted: fingerprints of what the consumer dead-lettered; a redrive writes a tombstone.
         NewTopic(t.dead_lettered, num_partitions=1, replication_factor=t.replication_factor,
                  topic_configs={"cleanup.policy": "compact"}),
+        # Compacted: the vouchers the consumers are about to post; a tombstone once the row is marked.
+        NewTopic(t.intents, num_partitions=1, replication_factor=t.replication_factor,
+                 topic_configs={"cleanup.policy": "compact"}),
         # Compacted: the last record per token id (issued, then perhaps revoked) is kept forever.
         NewTopic(t.admin_tokens, num_partitions=1, replication_factor=t.replication_factor,
                  topic_configs={"cleanup.policy": "compact"}),

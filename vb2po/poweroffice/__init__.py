@@ -7,7 +7,14 @@ from vb2po.poweroffice.api import PowerOfficeApi
 from vb2po.poweroffice.client import PowerOfficeClient, bank_voucher_payload
 from vb2po.poweroffice.errors import classify, classify_problem
 from vb2po.poweroffice.models import (
-    ALREADY_APPLIED, APPLIED, Customer, OpenItem, OutgoingInvoice, PaymentPosting, PostingResult, Project,
+    ALREADY_APPLIED,
+    APPLIED,
+    Customer,
+    OpenItem,
+    OutgoingInvoice,
+    PaymentPosting,
+    PostingResult,
+    Project,
 )
 
 __all__ = [

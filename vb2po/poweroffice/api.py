@@ -10,7 +10,13 @@ from datetime import date, datetime
 from typing import Iterable, Protocol, runtime_checkable
 
 from vb2po.poweroffice.models import (
-    Customer, LedgerEntry, OpenItem, OutgoingInvoice, PaymentPosting, PostingResult, Project,
+    Customer,
+    LedgerEntry,
+    OpenItem,
+    OutgoingInvoice,
+    PaymentPosting,
+    PostingResult,
+    Project,
 )
 
 

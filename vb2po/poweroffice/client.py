@@ -45,12 +45,20 @@ from requests.adapters import HTTPAdapter
 
 from vb2po import metrics
 from vb2po.errors import TerminalError, TransientError
-from vb2po.poweroffice.accounts import ACCOUNT_NOT_FOUND, CUSTOMER_NOT_FOUND, IdCache
 from vb2po.poweroffice import jsonmoney
+from vb2po.poweroffice.accounts import ACCOUNT_NOT_FOUND, CUSTOMER_NOT_FOUND, IdCache
 from vb2po.poweroffice.auth import SUBSCRIPTION_HEADER, TokenProvider, reveal
 from vb2po.poweroffice.errors import DUPLICATE_REFERENCE, classify
 from vb2po.poweroffice.models import (
-    ALREADY_APPLIED, APPLIED, Customer, LedgerEntry, OpenItem, OutgoingInvoice, PaymentPosting, PostingResult, Project,
+    ALREADY_APPLIED,
+    APPLIED,
+    Customer,
+    LedgerEntry,
+    OpenItem,
+    OutgoingInvoice,
+    PaymentPosting,
+    PostingResult,
+    Project,
     UnreadableAnswer,
 )
 from vb2po.poweroffice.query import number_filters

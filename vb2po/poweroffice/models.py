@@ -202,7 +202,8 @@ class OutgoingInvoice:
         currency = _field(d, "CurrencyCode", _text, default="NOK", what=w)
         if currency not in ALPHA:
             raise UnreadableAnswer(f"PowerOffice's answer{w}: CurrencyCode {currency[:10]!r} is no ISO 4217 code")
-        return cls(invoice_no=_field(d, "InvoiceNo", _int, what=w), customer_no=_field(d, "CustomerNo", _int, default=None, what=w),
+        return cls(invoice_no=_field(d, "InvoiceNo", _int, what=w),
+                   customer_no=_field(d, "CustomerNo", _int, default=None, what=w),
                    balance=_field(d, "Balance", _money, default=Decimal(0), what=w), currency_code=currency,
                    is_reversed=_field(d, "IsReversed", _bool, default=False, what=w),
                    total_amount=_field(d, "TotalAmount", _money, default=None, what=w),

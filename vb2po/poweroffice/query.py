@@ -14,7 +14,8 @@ MAX_FILTER_CHARS = 1500
 def _runs(numbers: Iterable[int]) -> list[str]:
     ordered = sorted(set(numbers))
     runs: list[str] = []
-    start = prev = None
+    start: int | None = None  # the run being built; prev is its last number once start is set
+    prev = 0
     for n in ordered:
         if start is None:
             start = prev = n

@@ -2,8 +2,8 @@
 without a zone. The one place that turns them into Python values (and refuses impossible ones)."""
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta, timezone
-from zoneinfo import ZoneInfo
+from datetime import date, datetime, time, timedelta, timezone, tzinfo
+from typing import Any
 
 UNKNOWN_CHANGE = datetime(1970, 1, 1, tzinfo=timezone.utc)  # Visma writes ChDt = 0 when it does not know
 
@@ -21,7 +21,7 @@ def visma_date(value: object) -> date:
     return date(value // 10000, value // 100 % 100, value % 100)
 
 
-def visma_change_time(ch_dt: object, ch_time: object, time_column: str, zone: ZoneInfo) -> datetime:
+def visma_change_time(ch_dt: Any, ch_time: Any, time_column: str, zone: tzinfo) -> datetime:
     """Visma's zone-less local change time as an aware datetime; `ChDt = 0` means unknown.
     ValueError for a date or time that does not exist (20261032, 2460, -5 ms)."""
     if not ch_dt:

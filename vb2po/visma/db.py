@@ -116,6 +116,7 @@ class VismaDatabase:
     def query(self, sql: str, params: Sequence[Any] = (), *, batch_size: int = 1000) -> Iterator[tuple]:
         """Rows as tuples, fetched in batches so memory stays flat; ends the read transaction."""
         conn = self._connection()
+        finished = False
         try:
             cursor = self._kept_cursor(conn, sql) if self.autocommit else conn.cursor()
             cursor.execute(sql, list(params))
@@ -128,10 +129,14 @@ class VismaDatabase:
             if not self.autocommit:
                 cursor.close()
                 conn.commit()
+            finished = True
         except (pyodbc.Error, ValueError, TypeError, OverflowError, ArithmeticError) as exc:
-            if self.autocommit:
-                self._drop_kept_cursor(sql)
             raise self._failed(exc) from exc
+        finally:
+            if not finished and self.autocommit:  # a caller that stopped reading early: drop the kept cursor
+                self._drop_kept_cursor(sql)  # with its unread rows (there is no transaction to end)
+            elif not finished:  # ... or end the read transaction here (an open one keeps SQLite from letting
+                self._rollback_quietly()  # this connection write later)
 
     def _kept_cursor(self, conn: pyodbc.Connection, sql: str) -> pyodbc.Cursor:
         """The cursor this thread last ran `sql` on: pyodbc prepares a statement again only when

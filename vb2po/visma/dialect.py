@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from enum import Enum
+from typing import Sequence
 
 from vb2po.visma.tables import ColumnType, Table
 
@@ -72,7 +73,7 @@ class Dialect:
         key = ", ".join(self.quote(k) for k in table.key)
         return f"CREATE TABLE {self.table(table.name)} ({', '.join(cols)}, PRIMARY KEY ({key}))"
 
-    def create_index(self, name: str, table: str, columns: list[str], include: list[str] = ()) -> str:
+    def create_index(self, name: str, table: str, columns: list[str], include: Sequence[str] = ()) -> str:
         cols = ", ".join(self.quote(c) for c in columns)
         sql = f"CREATE INDEX {self.quote(name)} ON {self.table(table)} ({cols})"
         if include and self.name in (DialectName.TSQL, DialectName.POSTGRESQL):

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
-from typing import Literal, Mapping
+from typing import Any, Literal, Mapping
 
 from vb2po.currencies import ALPHA, ISO_4217
 from vb2po.visma.clock import visma_date
@@ -37,21 +37,22 @@ class BadRow(ValueError):
 
 @dataclass(frozen=True)
 class PaymentRow:
-    """One CustTr row as selected by `queries` (payment columns, currency columns, change time)."""
+    """One CustTr row as selected by `queries` (payment columns, currency columns, change time), each
+    value as the driver gave it: anything the column's type allows (hence Any, read with care)."""
 
-    jno: object
-    entno: object
-    cust_no: object
-    vo_no: object
-    vo_dt: object
-    vo_tp: object
-    txt: object
-    am: object
-    invo_no: object
-    ch_dt: object
-    cur: object
-    cur_am: object
-    ch_time: object
+    jno: Any
+    entno: Any
+    cust_no: Any
+    vo_no: Any
+    vo_dt: Any
+    vo_tp: Any
+    txt: Any
+    am: Any
+    invo_no: Any
+    ch_dt: Any
+    cur: Any
+    cur_am: Any
+    ch_time: Any
 
     @classmethod
     def from_tuple(cls, row: tuple) -> "PaymentRow":
@@ -81,7 +82,7 @@ class CurrencyBook:
     settings_codes: Mapping[int, str]
     register: Mapping[int, str] | None  # None: the company database has no Cur table
 
-    def code_of(self, number: object) -> str:
+    def code_of(self, number: Any) -> str:
         if number is None or number == 0 or number == "":
             return self.company_currency
         try:
@@ -133,7 +134,7 @@ class PaymentFacts:
     text: str
 
 
-def _int(value: object, what: str, row: PaymentRow) -> int:
+def _int(value: Any, what: str, row: PaymentRow) -> int:
     try:
         if isinstance(value, bool):
             raise ValueError
@@ -159,6 +160,7 @@ def interpret(row: PaymentRow, rule: PaymentRule, book: CurrencyBook, today: dat
     except BadAmount as exc:
         raise BadRow("unreadable_amount", f"{row.key}: Am: {exc}") from None
     voucher_type = _int(row.vo_tp, "voucher_type", row)
+    kind: Literal["payment", "reversal"]
     if am < 0 and voucher_type in rule.voucher_types:
         kind = PAYMENT
     elif am > 0 and voucher_type in rule.reversal_types:
