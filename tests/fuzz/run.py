@@ -130,7 +130,7 @@ def run(bootstrap: str, workdir: Path, *, records: int, rows: int, actors: int, 
     data = settings_dict(bootstrap_servers=bootstrap, api_url=sandbox.api_url, token_url=sandbox.token_url,
                          application_key=sandbox.application_key, subscription_key=sandbox.subscription_key,
                          clients=[LocalClient("fuzz", CLIENT_KEY, 1, conn)], lookback=LOOKBACK, namespace=namespace,
-                         partitions=6, settle_s=0.2, poll_interval_s=0.2)
+                         partitions=6, poll_interval_s=0.2)
     data["producer"].update({"sweep_interval_s": 5, "sweep_grace_s": 1, "credit_block_interval_s": 1})
     data["poweroffice"]["requests_per_second"] = 0
     settings_file = write_settings(workdir / "settings.yaml", data)
