@@ -163,7 +163,8 @@ def main(argv: list[str] | None = None) -> int:
             _step("the ceiling: a busy loop, a bare ODBC round trip, a bare Kafka transaction")
             ceiling = measure_ceiling(kafka.bootstrap_servers, dbs)
         if "live" in steps:
-            _step(f"live: {args.rate:g} payments/s for {args.duration_s:g}s, late commits held {args.hold_s:g}s")
+            how_long = f"for {args.duration_s:g}s" if args.duration_s else "until 30 s after the first scheduled sweep"
+            _step(f"live: {args.rate:g} payments/s {how_long}, late commits held {args.hold_s:g}s")
             live = latency_live.run(workdir, kafka.bootstrap_servers, pg, rate_per_s=args.rate,
                                     duration_s=args.duration_s, latency_ms=args.latency_ms, hold_s=args.hold_s,
                                     late_every_s=args.late_every_s)
