@@ -35,7 +35,6 @@ FIRST_LIVE_JNO = 900_000  # far above the dataset's journals
 @dataclass(frozen=True)
 class LatencyResult:
     label: str
-    settle_s: float
     poll_interval_s: float
     rate_per_s: float
     latency_ms: int
@@ -111,11 +110,11 @@ def _produced_at(bootstrap: str, topic: str) -> dict[tuple[int, int], float]:
         reader.close()
 
 
-def run(label: str, workdir: Path, bootstrap: str, *, settle_s: float, poll_interval_s: float,
+def run(label: str, workdir: Path, bootstrap: str, *, poll_interval_s: float,
         rate_per_s: float = 20.0, duration_s: float = 60.0, latency_ms: int = 0, seed: int = 41) -> LatencyResult:
     world = build_world(f"d-{label}", workdir, bootstrap, payments=200, seed=seed, rate_limit=None,
                         requests_per_second=0, mark_all=True,
-                        producer={"settle_s": settle_s, "poll_interval_s": poll_interval_s})
+                        producer={"poll_interval_s": poll_interval_s})
     live = None
     processes: list[Vb2poProcess] = []
     try:
@@ -146,7 +145,7 @@ def run(label: str, workdir: Path, bootstrap: str, *, settle_s: float, poll_inte
             time.sleep(0.1)
         del live.committed[probe]
         progress(f"d {label}: pipeline up (probe applied); inserting {rate_per_s:g} payments/s for {duration_s:g}s "
-                 f"(settle_s {settle_s:g}, poll_interval_s {poll_interval_s:g})")
+                 f"(poll_interval_s {poll_interval_s:g})")
 
         total = int(rate_per_s * duration_s)
         t0 = time.monotonic()
@@ -184,7 +183,7 @@ def run(label: str, workdir: Path, bootstrap: str, *, settle_s: float, poll_inte
     if not total_s:
         raise RuntimeError(f"d {label}: no inserted payment reached the sandbox")
     result = LatencyResult(
-        label, settle_s, poll_interval_s, rate_per_s, latency_ms, len(live.committed), len(total_s),
+        label, poll_interval_s, rate_per_s, latency_ms, len(live.committed), len(total_s),
         percentile(total_s, 50), percentile(total_s, 90), percentile(total_s, 99), max(total_s),
         percentile(to_kafka, 50) if to_kafka else float("nan"), percentile(to_kafka, 99) if to_kafka else float("nan"),
         percentile(kafka_to_voucher, 50) if kafka_to_voucher else float("nan"),

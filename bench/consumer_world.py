@@ -131,7 +131,8 @@ class ConsumerWorld:
 def build_world(name: str, workdir: Path, bootstrap: str, *, payments: int, seed: int,
                 rate_limit: int | None, requests_per_second: float, mark_all: bool = False,
                 producer: dict[str, Any] | None = None) -> ConsumerWorld:
-    """A sandbox (started here; the caller stops it) and a seeded SQLite Visma company."""
+    """A sandbox (started here; the caller stops it) and a seeded SQLite Visma company; `producer`:
+    `producer:` settings over the producer's defaults (for the steps that run a producer)."""
     spec = spec_for(payments, seed)
     started = time.monotonic()
     sandbox = SandboxServer([ClientSeed(CLIENT_KEY, spec)], SandboxConfig(rate_limit_per_second=rate_limit)).start()
@@ -144,10 +145,9 @@ def build_world(name: str, workdir: Path, bootstrap: str, *, payments: int, seed
             application_key=sandbox.application_key, subscription_key=sandbox.subscription_key,
             clients=[LocalClient("bench", CLIENT_KEY, COMPANY_NO, conn_str)], lookback=LOOKBACK,
             namespace=f"bench-{name}-{uuid.uuid4().hex[:6]}", partitions=6,
-            # the producer's own defaults unless a scenario says otherwise
-            settle_s=(producer or {}).get("settle_s", 2.0), poll_interval_s=(producer or {}).get("poll_interval_s", 1.0),
             metrics_port=free_port(),
         )
+        data["producer"].update(producer or {})  # the producer's own defaults unless a scenario says otherwise
         data["credit_block_sync"] = False  # payments only: credit blocks are not what is measured
         data["poweroffice"]["requests_per_second"] = requests_per_second
         world = ConsumerWorld(name, spec, sandbox, conn_str, data, write_settings(workdir / f"{name}.yaml", data),

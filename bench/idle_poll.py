@@ -1,10 +1,12 @@
 """The cost of an idle payment poll on a 1,000,000-row `CustTr` in PostgreSQL.
 
 Idle means there is nothing to publish: every payment is already marked by the consumer and
-behind the producer's cursor. `PaymentPoller.poll_once()` then runs one page query that
-returns no row. We time that call (ODBC round trip included) and show the plan PostgreSQL
-picks for it, both as EXPLAIN ANALYZE with the parameters inlined and, through auto_explain,
-for the very statement psqlODBC sent. Also shown, for information: the same table with no
+behind the producer's cursor. After a poll that published nothing, `PaymentPoller.poll_once()`
+sends one statement that returns no row: the keys-only probe (`PaymentPoller._probe`, key and
+change stamp of the unmarked payments from `overlap_s` behind the cursor up to a little ahead of
+now, made once for a while). We time that call (ODBC round trip included) and show the plan
+PostgreSQL picks for that statement, both as EXPLAIN ANALYZE with the parameters inlined and,
+through auto_explain, as psqlODBC sent it. Also shown, for information: the same table with no
 cursor at all (a first start where every payment is already marked), which must walk the
 whole index. The indexes the project names:
 
@@ -23,8 +25,8 @@ from bench.data import LOOKBACK, load_postgres, psql
 from devstack.dataset import VOUCHER_TYPE_PAYMENT, DatasetSpec, custtr_rows
 from devstack.postgres import PostgresServer
 from devstack.stack import LocalClient, settings_dict, to_settings
-from producer.cursor import visma_clock
-from producer.payments import PaymentPoller
+from producer.cursor import poll_start, upper_bound
+from producer.payments import AHEAD_S, PLAN_FOR_S, PaymentPoller
 from producer.publisher import KafkaTransactionalPublisher
 from producer.service import transactional_id
 from producer.state import CompanyState
@@ -93,11 +95,28 @@ def _literal_sql(sql: str, params: list) -> str:
     return "".join(part + (str(params[i]) if i < len(params) else "") for i, part in enumerate(parts))
 
 
-def explain(server: PostgresServer, poller: PaymentPoller) -> str:
-    """EXPLAIN (ANALYZE, BUFFERS) of exactly the page query `poll_once` would send now."""
+def poll_statement(poller: PaymentPoller) -> tuple[str, list]:
+    """The statement `poll_once` sends next, as it builds it: after a poll that published nothing
+    (every timed poll here), the keys-only probe it made (or makes now, made the same way);
+    otherwise the first full page from the re-scan window's start."""
     sel = poller.source.selection
-    upper = visma_clock(poller.clock().astimezone(poller.zone), poller.settle_s, sel.time_column)
-    sql, params = pending_payments_page(poller.source.db.dialect, sel, poller.state.payments_cursor, upper, poller.page_size)
+    moment = poller.clock()
+    local = moment.astimezone(poller.zone)
+    cursor = poller.state.payments_cursor
+    start = poll_start(cursor, local, poller.overlap_s, sel.time_column)
+    d = poller.source.db.dialect
+    if poller._quiet:  # (the poller's own state: what it decides on)
+        plan = poller._probe_plan
+        if plan is not None and plan.cursor is cursor and moment.timestamp() < plan.until:
+            return plan.sql, list(plan.params)
+        upper = upper_bound(local, AHEAD_S + PLAN_FOR_S, sel.time_column)
+        return pending_payments_page(d, sel, start, upper, poller.page_size, keys_only=True)
+    return pending_payments_page(d, sel, start, upper_bound(local, AHEAD_S, sel.time_column), poller.page_size)
+
+
+def explain(server: PostgresServer, poller: PaymentPoller) -> str:
+    """EXPLAIN (ANALYZE, BUFFERS) of exactly the statement `poll_once` would send now."""
+    sql, params = poll_statement(poller)
     return psql(server, DATABASE, f"EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) {_literal_sql(sql, params)}").strip()
 
 
@@ -132,7 +151,7 @@ def run(server: PostgresServer, bootstrap: str, *, rows: int, polls: int, namesp
     newest = newest_position(server)
     results: list[IdleResult] = []
     indexes: dict[str, str] = {}
-    odbc_plan = ""
+    odbc_plan = statement = ""
     ensure_topics(settings.kafka)  # the first poll without a cursor writes the moved cursor
     publisher = KafkaTransactionalPublisher(settings.kafka, transactional_id(1) + "-idle-bench")
     try:
@@ -143,12 +162,13 @@ def run(server: PostgresServer, bootstrap: str, *, rows: int, polls: int, namesp
             source = open_company(settings, settings.company(1))
             poller = PaymentPoller(source, publisher, settings.kafka.topics, settings.zone,
                                    CompanyState(1, payments_cursor=cursor), page_size=settings.producer.page_size,
-                                   settle_s=settings.producer.settle_s)
+                                   overlap_s=settings.producer.overlap_s, sweep_grace_s=settings.producer.sweep_grace_s)
             n = max(5, round(polls * share))
             try:
                 times = time_polls(poller, n)
                 plan = explain(server, poller)
                 if not odbc_plan:
+                    statement = poll_statement(poller)[0]
                     odbc_plan = plan_through_odbc(server, poller)
             finally:
                 source.db.close()
@@ -161,7 +181,7 @@ def run(server: PostgresServer, bootstrap: str, *, rows: int, polls: int, namesp
         publisher.close()
     tsql = payment_poll_index(dialect_for(DialectName.TSQL), checked_selection(settings))
     return results, {"seed_s": seed_s, "rows": rows, "newest": newest, "indexes": indexes, "tsql_index": tsql,
-                     "odbc_plan": odbc_plan}
+                     "odbc_plan": odbc_plan, "statement": statement}
 
 
 def plan_through_odbc(server: PostgresServer, poller: PaymentPoller) -> str:

@@ -58,6 +58,7 @@ def report(results: list[BacklogResult], idle: list[IdleResult], idle_info: dict
         for which, sql in idle_info["indexes"].items():
             lines.append(f"  {which} index: {sql}")
         lines.append(f"  SQL Server: {idle_info['tsql_index']}")
+        lines.append(f"  statement of an idle poll (the keys-only probe): {idle_info['statement']}")
         lines += ["", "Plan of the poll statement as sent through psqlODBC (auto_explain), documented index, "
                       "cursor at newest change:"]
         lines += ["  " + line for line in idle_info["odbc_plan"].splitlines()]

@@ -29,11 +29,12 @@ log = logging.getLogger(__name__)
 
 def fingerprint(value: bytes | None, event: PaymentEvent | CreditBlockEvent | None) -> str:
     """The same bad content gives the same fingerprint, however often and by whom it is delivered:
-    for an event, its type, id and payload (not when it was produced: the sweep produces again);
-    for anything else, the bytes."""
+    for an event, everything in it but when it was produced (the sweep produces again); for
+    anything else, the bytes. The envelope counts: a copy of a good payment with a wrong source
+    or change time, dead-lettered for that, must not make the good one look dead-lettered too
+    (`make fuzz` found it when the copy arrived first)."""
     if event is not None:
-        basis = json.dumps({"type": event.event_type, "id": str(event.event_id),
-                            "payload": event.payload.model_dump(mode="json")}, sort_keys=True).encode()
+        basis = json.dumps(event.model_dump(mode="json", exclude={"produced_at"}), sort_keys=True).encode()
     else:
         basis = b"raw:" + (value if value is not None else b"<tombstone>")
     return hashlib.sha256(basis).hexdigest()

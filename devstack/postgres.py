@@ -69,9 +69,10 @@ class PostgresServer:
             try:
                 pyodbc.connect(self.connection_string("postgres"), timeout=2).close()
                 return
-            except pyodbc.Error:
+            except pyodbc.Error as exc:
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"PostgreSQL did not accept ODBC connections; log: {self.workdir / 'server.log'}")
+                    raise RuntimeError(f"PostgreSQL did not accept ODBC connections; log: {self.workdir / 'server.log'}") \
+                        from exc
                 time.sleep(0.1)
 
     def connection_string(self, database: str) -> str:

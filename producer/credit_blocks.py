@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import Any, Callable, cast
 from zoneinfo import ZoneInfo
 
 from producer.payments import PollOutcome
@@ -229,8 +229,8 @@ class CreditBlockPoller:
         if row.unreadable is not None:
             raise BadRow("unreadable_row", f"{where}: {row.unreadable}")
         try:
-            customer_no = int(row.cust_no)
-            crsusp = int(row.cr_susp)
+            customer_no = int(cast(Any, row.cust_no))  # (whatever the driver gave: int() says if it is a number)
+            crsusp = int(cast(Any, row.cr_susp))
         except (TypeError, ValueError):
             raise BadRow("unreadable_credit_block", f"{where}: CustNo {str(row.cust_no)[:20]!r}, "
                                                     f"CrSusp {str(row.cr_susp)[:20]!r}") from None

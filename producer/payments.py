@@ -28,6 +28,7 @@ from producer.rows import BadRow, PaymentRow, RowReader, row_position
 from producer.state import CompanyState, StateCell, encode_published, published_key
 from schemas.codec import encode
 from schemas.events import customer_key, payment_event_id
+from schemas.headers import republished_header
 from vb2po import metrics
 from vb2po.errors import TerminalError
 from vb2po.kafka.dead_letters import DeadLetter
@@ -307,8 +308,10 @@ class PaymentPoller:
                 if isinstance(row, UnreadableRow):
                     raise BadRow("unreadable_row", f"company {company_no} {row.key}: {row.error}")
                 event = self.reader.event(row, moment)
+                # The sweep's events are flagged: the consumer asks PowerOffice before posting them
+                # (a row unmarked by a marker change or a restored database may be registered).
                 messages.append(Outgoing(self.topics.payments, customer_key(company_no, event.payload.customer_no),
-                                         encode(event)))
+                                         encode(event), () if move_cursor else (republished_header(),)))
                 p = event.payload
                 published.append((position or Position(0, 0, p.jno, p.entno), behind))
                 if not behind:

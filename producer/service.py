@@ -82,9 +82,10 @@ class CompanyWorker:
     def label(self) -> str:
         return str(self.company.company_no)
 
-    def _open(self) -> None:
-        if self.payments is not None:
-            return
+    def _open(self) -> tuple[PaymentPoller, CreditBlockPoller]:
+        """The company's pollers, opened on first use (and after a settings change)."""
+        if self.payments is not None and self.credit_blocks is not None:
+            return self.payments, self.credit_blocks
         p = self.settings.producer
         source = open_company(self.settings, self.company, polling=True)
         publisher = self.publisher
@@ -98,6 +99,7 @@ class CompanyWorker:
         log.info("company %s: open; payments cursor %s, %s customers known",
                  self.label, self.initial_state.payments_cursor, len(self.initial_state.blocks),
                  extra={"company": self.company.company_no})
+        return self.payments, self.credit_blocks
 
     def reconfigure(self, settings: Settings, version: int) -> None:
         """Take changed integration settings: the company is opened again with them (marker,
@@ -106,7 +108,7 @@ class CompanyWorker:
         with self.lock:
             self.settings = settings
             self.publisher.settings_version = version
-            if self.payments is None:
+            if self.payments is None or self.credit_blocks is None:
                 return
             self.initial_state = replace(self.payments.state, blocks=dict(self.credit_blocks.blocks))
             self.payments.source.db.close_all()
@@ -117,30 +119,30 @@ class CompanyWorker:
         """Poll this company's payments now (the operator's "fetch now")."""
         with self.lock:
             try:
-                self._open()
+                payments, _ = self._open()
             except Exception as exc:  # noqa: BLE001 - classified, counted and re-raised
                 raise _as_vb2po_error(exc) from exc
-            return self._timed("payments", lambda: self.payments.poll_once(collect_keys=True))
+            return self._timed("payments", lambda: payments.poll_once(collect_keys=True))
 
     def tick(self) -> None:
         """One round of whatever is due: payments always; credit blocks, sweep, re-assertion on
         their own slower schedules."""
         with self.lock:
             try:
-                self._open()
+                payments, credit_blocks = self._open()
             except Exception as exc:  # noqa: BLE001
                 raise _as_vb2po_error(exc) from exc
             p, now = self.settings.producer, time.monotonic()
-            if self._timed("payments", self.payments.poll_once).published:
+            if self._timed("payments", payments.poll_once).published:
                 self._active_until = now + IDLE_AFTER_S
             if now >= self._due["credit_blocks"] and self.settings.credit_block_sync:
                 reassert = now >= self._due["reassert"]
-                self._timed("credit_blocks", lambda: self.credit_blocks.poll_once(reassert=reassert))
+                self._timed("credit_blocks", lambda: credit_blocks.poll_once(reassert=reassert))
                 self._due["credit_blocks"] = now + p.credit_block_interval_s
                 if reassert:
                     self._due["reassert"] = now + p.reassert_interval_s
             if self._sweep_now or time.time() >= self.sweep_due():
-                outcome = self._timed("sweep", self.payments.sweep_once)
+                outcome = self._timed("sweep", payments.sweep_once)
                 if outcome.published:
                     log.warning("company %s: safety-net sweep published %s unmarked payments (published over %ss ago, "
                                 "or never)", self.label, outcome.published, p.sweep_grace_s,

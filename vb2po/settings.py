@@ -11,6 +11,7 @@ import contextvars
 import logging
 import os
 from datetime import date
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -146,7 +147,8 @@ class PowerOfficeSettings(_Section):
     timeout_s: float = Field(10.0, gt=0, le=300, description="seconds to wait for a PowerOffice answer")
     requests_per_second: float = Field(10.0, ge=0, le=1000, description="PowerOffice's budget per subscription key; 0: no limit")
     operator_requests_per_second: float = Field(
-        OPERATOR_RATE_DEFAULT, gt=0, le=100, description="calls/s for reconcile (many calls, run by the producer); the default fits "
+        OPERATOR_RATE_DEFAULT, gt=0, le=100,
+        description="calls/s for reconcile (many calls, run by the producer); the default fits "
                                "in the 3 % of requests_per_second the consumers leave free")
 
     @model_validator(mode="after")
@@ -176,7 +178,8 @@ class TopicSettings(_Section):
     replication_factor: int = Field(1, ge=1, le=10, description="3 on a production cluster")
     retention_ms: int = Field(14 * 24 * 3600 * 1000, ge=3_600_000, le=10 * 365 * 24 * 3600 * 1000,
                               description="how long events are kept: the window replay can reach back")
-    admin_tokens: str = Field("vb2po.admin-tokens", description="compacted: hashes of the operators' personal tokens, revocations")
+    admin_tokens: str = Field("vb2po.admin-tokens",
+                              description="compacted: hashes of the operators' personal tokens, revocations")
     integration_settings: str = Field("vb2po.integration-settings",
                                       description="compacted: the integration settings changed through the admin API")
     audit: str = Field("vb2po.audit", description="who did what when through the admin API, and with what outcome")
@@ -194,7 +197,8 @@ class KafkaSettings(_Section):
     topics: TopicSettings = TopicSettings()
     consumer_group: str = Field("vb2po-consumer", description="the group every consumer instance joins")
     security_protocol: str = Field("PLAINTEXT", description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL")
-    sasl_mechanism: str | None = Field(None, description="PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (with SASL_SSL or SASL_PLAINTEXT)")
+    sasl_mechanism: str | None = Field(None,
+                                       description="PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (with SASL_SSL or SASL_PLAINTEXT)")
     sasl_username: str | None = Field(None, description="SASL user")
     sasl_password: SecretStr | None = Field(None, description="SASL password")
     ssl_cafile: str | None = Field(None, description="CA bundle (PEM) that signed the brokers' certificates")
@@ -416,7 +420,7 @@ class Settings(BaseSettings):
 class _SettingsFile(YamlConfigSettingsSource):
     """pydantic-settings' YAML source, refusing a file that is not a mapping of settings."""
 
-    def _read_file(self, file_path: Path) -> dict:
+    def _read_file(self, file_path: Path | Traversable) -> dict:
         data = super()._read_file(file_path)
         if not isinstance(data, dict):
             raise ValueError(f"{file_path}: expected a mapping of settings at the top level")

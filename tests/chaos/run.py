@@ -207,7 +207,7 @@ class Chaos:
             token_url=self.sandbox.token_url, application_key=self.sandbox.application_key,
             subscription_key=self.sandbox.subscription_key,
             clients=[LocalClient("chaos", CLIENT_KEY, COMPANY_NO, self.conn_str)], lookback=self.lookback,
-            namespace=namespace, partitions=6, settle_s=1.0, poll_interval_s=0.5,
+            namespace=namespace, partitions=6, poll_interval_s=0.5,
         )
         data["kafka"]["topics"]["replication_factor"] = 3
         data["producer"].update({"sweep_interval_s": 30, "sweep_grace_s": 10})

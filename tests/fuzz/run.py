@@ -110,6 +110,20 @@ def _touch(rows):
     return [replace(r, ch_dt=day, ch_tmms=ms, ch_tm=(minute // 60) * 100 + minute % 60) for r in rows]
 
 
+def _case_batches(drawn_cases: list[Case], good_rows) -> list[list[Case]]:
+    """The records in BATCHES batches, in drawing order; a replay goes no earlier than the batch that
+    inserts the row it repeats (one that came first would rightly be dead-lettered "not in Visma")."""
+    row_batch = {(int(r.jno), int(r.entno)): i % BATCHES for i, r in enumerate(good_rows)}
+    batches: list[list[Case]] = [[] for _ in range(BATCHES)]
+    for i, case in enumerate(drawn_cases):
+        b = i % BATCHES
+        if case.kind == "replay" and case.value is not None:
+            payload = json.loads(case.value)["payload"]
+            b = max(b, row_batch.get((payload["jno"], payload["entno"]), b))
+        batches[b].append(case)
+    return batches
+
+
 def run(bootstrap: str, workdir: Path, *, records: int, rows: int, actors: int, payments: int, seed: int = 1,
         timeout_s: float = 600) -> Report:
     spec = DatasetSpec(size=max(10, payments * 2), seed=seed, first_date=date(2026, 1, 2))
@@ -130,7 +144,7 @@ def run(bootstrap: str, workdir: Path, *, records: int, rows: int, actors: int, 
     data = settings_dict(bootstrap_servers=bootstrap, api_url=sandbox.api_url, token_url=sandbox.token_url,
                          application_key=sandbox.application_key, subscription_key=sandbox.subscription_key,
                          clients=[LocalClient("fuzz", CLIENT_KEY, 1, conn)], lookback=LOOKBACK, namespace=namespace,
-                         partitions=6, settle_s=0.2, poll_interval_s=0.2)
+                         partitions=6, poll_interval_s=0.2)
     data["producer"].update({"sweep_interval_s": 5, "sweep_grace_s": 1, "credit_block_interval_s": 1})
     data["poweroffice"]["requests_per_second"] = 0
     settings_file = write_settings(workdir / "settings.yaml", data)
@@ -148,11 +162,11 @@ def run(bootstrap: str, workdir: Path, *, records: int, rows: int, actors: int, 
         _wait_for_topics(kafka)
         sender = KafkaProducer(bootstrap_servers=bootstrap.split(","), acks="all", linger_ms=20)
         topic = {"payments": kafka.topics.payments, "credit_blocks": kafka.topics.credit_blocks}
-        for b in range(BATCHES):
+        for b, batch in enumerate(_case_batches(drawn_cases, good_rows)):
             with VismaDatabase(conn) as db:
                 insert_custtr(db, _touch(good_rows[b::BATCHES]))
                 _insert_hostile(db, hostile[b::BATCHES])
-            for case in drawn_cases[b::BATCHES]:
+            for case in batch:
                 published.append((case, sender.send(topic[case.topic], key=case.key, value=case.value)))
             sender.flush()
             progress(f"batch {b + 1}/{BATCHES}: {len(published)} records published, rows inserted")

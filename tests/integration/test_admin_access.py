@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 
@@ -119,11 +120,15 @@ def test_600_bad_tokens_from_one_address_are_cut_short_and_audited_as_one_burst(
     session.mount("http://", SourceAddress(attacker))
     started = datetime.now(timezone.utc).isoformat()
     statuses = Counter()
+    began = time.monotonic()
     for i in range(600):
         bad = f"vb2po_{i:012x}_" + "A" * 43
         statuses[session.get(stack["url"] + "/v1/me", headers={"Authorization": f"Bearer {bad}"},
                              timeout=10).status_code] += 1
-    assert statuses == {401: limiter.capacity, 429: 600 - limiter.capacity}
+    # the bucket's capacity, plus what it refilled meanwhile (one every 6 s: a slow machine gets one more)
+    refilled = int((time.monotonic() - began) * limiter.refill_per_s)
+    assert set(statuses) == {401, 429} and sum(statuses.values()) == 600
+    assert limiter.capacity <= statuses[401] <= limiter.capacity + refilled
     assert as_user(stack, "ida").get("/v1/me").status_code == 200  # another address is not held up
 
     def from_attacker():
@@ -131,7 +136,7 @@ def test_600_bad_tokens_from_one_address_are_cut_short_and_audited_as_one_burst(
 
     [entry] = wait_for(lambda: from_attacker() or None, timeout=30, what="the burst's audit record")
     assert (entry.action, entry.outcome) == ("auth.failed", "unauthenticated")
-    assert entry.target["attempts"] == 600 and entry.target["throttled"] == 600 - limiter.capacity
+    assert entry.target["attempts"] == 600 and entry.target["throttled"] == statuses[429]
     assert wait_for(lambda: len(from_attacker()) == 1, timeout=5, what="no second record")
 
 

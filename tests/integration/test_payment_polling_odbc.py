@@ -12,6 +12,7 @@ from producer.payments import PaymentPoller
 from producer.publisher import FakePublisher
 from producer.state import CompanyState
 from schemas.codec import decode
+from schemas.headers import is_republished
 from tests.builders import payment_row
 from vb2po.settings import Settings, TopicSettings
 from vb2po.visma.company import open_company
@@ -151,6 +152,9 @@ def test_a_row_stamped_far_ahead_does_not_carry_the_cursor_past_later_rows_and_t
         insert_custtr(db, [payment_row(2, 1, ch_dt=now_dt, ch_tmms=now_ms)])
     assert poller.poll_once(collect_keys=True).published_keys == ((2, 1),)  # ... so rows stamped now are not left behind it
     assert poller.sweep_once().published_keys == ((9, 1),)  # the sweep publishes it meanwhile
+    # Only the sweep's event is flagged: the consumer asks PowerOffice before posting it.
+    flagged = [is_republished(m.headers) for m in publisher.committed if m.topic == TOPICS.payments]
+    assert flagged == [False, True]
 
 
 HOSTILE = [  # (what the row holds that no payment can, column updates, the reason)

@@ -203,5 +203,6 @@ def test_bad_rows_reach_the_dead_letter_topic_with_company_key_and_reason(make_s
     service.close()
     assert (outcome.published, outcome.bad_rows) == (1, 1)
     letters = [json.loads(r.value) for r in read_committed(settings.kafka.bootstrap_servers, settings.kafka.topics.dead_letters)]
-    assert [(l["company_no"], l["source_key"], l["reason"]) for l in letters] == [(1, "JNo=1;EntNo=1", "invalid_date")]
+    assert [(letter["company_no"], letter["source_key"], letter["reason"]) for letter in letters] == [
+        (1, "JNo=1;EntNo=1", "invalid_date")]
     assert metrics.BAD_ROWS.labels("1", "invalid_date")._value.get() == counted_before + 1

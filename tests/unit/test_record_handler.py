@@ -10,7 +10,7 @@ from decimal import Decimal, InvalidOperation
 import pytest
 from kafka.errors import MessageSizeTooLargeError
 
-from consumer.dead_letters import FakeDeadLetterSink, KafkaDeadLetterSink, MemoryDeadLetterMemory
+from consumer.dead_letters import FakeDeadLetterSink, KafkaDeadLetterSink, MemoryDeadLetterMemory, fingerprint
 from consumer.handler import RECHECK_AFTER_S, Record, RecordHandler, StopRequested, needs_recheck
 from consumer.outcomes import ALREADY_DEAD_LETTERED, DEAD_LETTERED
 from schemas.codec import encode
@@ -225,3 +225,14 @@ def test_republished_and_old_records_are_rechecked_in_poweroffice_fresh_ones_are
     assert needs_recheck(replace(fresh, headers=(republished_header(),)), NOW)
     assert needs_recheck(replace(fresh, timestamp_ms=int((NOW.timestamp() - RECHECK_AFTER_S - 1) * 1000)), NOW)
     assert not needs_recheck(replace(fresh, timestamp_ms=None), NOW)
+
+
+def test_a_bad_copy_of_a_good_payment_does_not_make_the_good_one_look_dead_lettered():
+    """`make fuzz` found it: a copy with a foreign source, dead-lettered first, shared the good
+    event's fingerprint (id and payload only), so the producer's good event was skipped for good."""
+    good = payment_event()
+    bad_copy = good.model_copy(update={"source": Source(company_no=7, table="CustTr", key=good.source.key)})
+    later_copy = good.model_copy(update={"occurred_at": NOW.replace(hour=13)})
+    sweep_again = good.model_copy(update={"produced_at": NOW.replace(hour=14)})
+    assert fingerprint(None, bad_copy) != fingerprint(None, good) != fingerprint(None, later_copy)
+    assert fingerprint(None, sweep_again) == fingerprint(None, good)  # the sweep's republication is the same content
