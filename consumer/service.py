@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from kafka import ConsumerRebalanceListener
-from kafka.errors import CommitFailedError, KafkaError
+from kafka.errors import CommitFailedError, KafkaError, RebalanceInProgressError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from consumer import crash_guard
@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 
 LAG_REFRESH_S = 5.0
 ISOLATED_POLL_MS = 10
+UNSETTLED_S = 5.0  # after a commit refused for a rebalance, polls are whole again for this long
+STUCK_REBALANCE_S = 30.0  # a rebalance this session has not got through in this long: a new session
 SETTLE_MARGIN_S = 5.0  # a request another consumer sent is over this long after its client timeout
 
 
@@ -146,6 +148,8 @@ class ConsumerService:
         self._isolation: _Isolation | None = None
         self._held: dict[TopicPartition, list] = {}  # records that wait while a suspect runs alone
         self._commits: dict[TopicPartition, tuple[int, str]] = {}  # what this session last committed
+        self._unsettled_until = 0.0  # monotonic: the group was rebalancing lately (see `_group_unsettled`)
+        self._rebalancing_since: float | None = None  # monotonic: commits refused for a rebalance since then
         self._build(settings)
 
     def _build(self, settings: Settings) -> None:
@@ -217,15 +221,24 @@ class ConsumerService:
         consumer.subscribe([kafka.topics.payments, kafka.topics.credit_blocks], listener=self._partitions)
         self._consumer = consumer
         self._checked, self._suspects, self._isolation, self._held, self._commits = set(), {}, None, {}, {}
+        self._rebalancing_since = None
         lanes = KeyedLanes(consumer_settings.concurrency, name="apply")
         paused = False
         next_lag = 0.0
         try:
             while not (self._stop.is_set() or self._reload.is_set()):
-                # (while suspects run one by one, a short poll notices each one's end at once)
-                polled = poll(consumer, ISOLATED_POLL_MS if self._isolation else consumer_settings.poll_timeout_ms)
+                # (while suspects run one by one, a short poll notices each one's end at once; not while
+                # the group rebalances: a join needs whole polls, and 10 ms ones kept one from finishing)
+                short = self._isolation is not None and not self._group_unsettled(consumer)
+                polled = poll(consumer, ISOLATED_POLL_MS if short else consumer_settings.poll_timeout_ms)
                 if self._produced_under_newer_settings(polled):
                     break  # nothing of this poll is started: the next session reads it again
+                if self._rebalancing_since is not None and time.monotonic() - self._rebalancing_since > STUCK_REBALANCE_S:
+                    # Seen in CI: kafka-python stayed "rebalancing" for minutes, every commit refused,
+                    # nothing fetched. A new client with the same static identity gets through.
+                    log.warning("the group has been rebalancing for %.0f s without this consumer getting through; "
+                                "starting a new session", time.monotonic() - self._rebalancing_since)
+                    break
                 self._read_in_flight(consumer)
                 partitions: dict[TopicPartition, tuple[PartitionOffsets, int]] = {}
                 batch: list[Record] = []
@@ -435,11 +448,15 @@ class ConsumerService:
             return
         try:
             consumer.commit(offsets)
+            self._rebalancing_since = None
             for tp, meta in offsets.items():
                 self._commits[tp] = (meta.offset, meta.metadata)
                 if tp in trackers:
                     trackers[tp].committed = meta.offset
         except (CommitFailedError, KafkaError) as exc:
+            if isinstance(exc, (CommitFailedError, RebalanceInProgressError)):
+                self._unsettled_until = time.monotonic() + UNSETTLED_S
+                self._rebalancing_since = self._rebalancing_since or time.monotonic()
             log.warning("offset commit failed (%s); the records after the last commit are processed again", exc)
 
     def _in_flight(self, tp: TopicPartition, tracker: PartitionOffsets, at: int, clean: bool) -> crash_guard.InFlight:
@@ -453,6 +470,16 @@ class ConsumerService:
         if suspects is not None and suspects.said.suspect is not None and suspects.said.suspect >= max(at, suspects.next):
             return crash_guard.InFlight(at, upto, suspects.said.suspect, suspects.said.alone)
         return crash_guard.InFlight(at, upto)
+
+    def _group_unsettled(self, consumer) -> bool:
+        """Is the group rebalancing (a commit said so lately, or the coordinator wants to rejoin)?"""
+        if time.monotonic() < self._unsettled_until:
+            return True
+        coordinator = getattr(consumer, "_coordinator", None)  # (kafka-python's; absent in fakes)
+        try:
+            return bool(coordinator is not None and (coordinator.need_rejoin() or getattr(coordinator, "rejoining", False)))
+        except Exception:  # noqa: BLE001 - an internal that changed: poll as usual
+            return True
 
     def _report_lag(self, consumer) -> None:
         for tp in consumer.assignment():
