@@ -49,6 +49,11 @@ def demo_settings(kafka: KafkaCluster, sandbox: SandboxServer, conn_str: str) ->
     )
     example.update({k: local[k] for k in ("companies", "invoice_clients", "poweroffice", "kafka", "lookback_date")})
     example["metrics_port"] = 0
+    # The example grants users its own invoice clients by name; here they get the demo's.
+    names = [client["name"] for client in example["invoice_clients"]]
+    for user in (example.get("admin") or {}).get("users") or []:
+        if user.get("clients"):
+            user["clients"] = names
     return example
 
 
