@@ -29,6 +29,10 @@ from dataclasses import dataclass
 
 GIVE_UP_ALONE = 3  # sessions that died while the record ran alone (its first attempt never returned): set aside
 ISOLATION_S = 15.0  # how long a suspect record runs alone at most before the next (it is not crashing, only slow)
+# A death counts against the record running alone only this soon after it started: a record that
+# crashes the process does so at once, while a slow one (a claim waiting on a lost broker) could
+# otherwise be set aside by kills that had nothing to do with it (`make chaos` saw one).
+CRASH_WINDOW_S = 5.0
 WAIT_FOR_RECORD_S = 30.0  # a suspect range whose records never arrive (retention deleted them) is dropped
 MAX_RANGE = 1_000_000  # (a hostile or corrupt commit cannot make a session run millions of records alone)
 

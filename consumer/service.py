@@ -118,6 +118,7 @@ class _Isolation:
     offset: int
     alone: int  # sessions that ran it alone, this one included
     until: float  # it runs alone at most this long (it is not crashing, only slow)
+    started: float = 0.0  # monotonic, when it was admitted
     survived: bool = False  # its first attempt returned: it does not take the process down
     fresh: bool = True  # admitted by this poll (not yet seen by the loop)
 
@@ -372,7 +373,7 @@ class ConsumerService:
             admitted.setdefault(tp, []).append(record)
             if not crash_guard.give_up(suspects.said, record.offset):  # (given up: dead-lettered at once, not run)
                 iso = self._isolation = _Isolation(tp, record.offset, suspects.said.alone_before(record.offset) + 1,
-                                                   now + crash_guard.ISOLATION_S)
+                                                   now + crash_guard.ISOLATION_S, started=now)
         unchecked = {tp for tp in assignment if tp not in self._checked}  # what its last commit says is not known yet
         if iso is None and waiting is None:
             for tp, records in queue.items():
@@ -466,7 +467,9 @@ class ConsumerService:
         if suspects is not None:  # not all run yet: the next session still has to
             upto = max(upto, suspects.upto)
         if iso is not None and iso.tp == tp and not clean:
-            return crash_guard.InFlight(at, max(upto, iso.offset), iso.offset, iso.alone)
+            # past the crash window this session's run no longer counts (the next commit says so)
+            counted = iso.alone if time.monotonic() - iso.started < crash_guard.CRASH_WINDOW_S else iso.alone - 1
+            return crash_guard.InFlight(at, max(upto, iso.offset), iso.offset, counted)
         if suspects is not None and suspects.said.suspect is not None and suspects.said.suspect >= max(at, suspects.next):
             return crash_guard.InFlight(at, upto, suspects.said.suspect, suspects.said.alone)
         return crash_guard.InFlight(at, upto)
