@@ -117,7 +117,22 @@ class _Log:
         return Claim(False, live)
 
 
-class MemoryIntentStore:
+class _LogReads:
+    """What both stores answer from their `_log` under `_lock`."""
+
+    _log: _Log
+    _lock: threading.Lock
+
+    def position(self) -> int:
+        with self._lock:
+            return self._log.next
+
+    def get(self, reference: str) -> Intent | None:
+        with self._lock:
+            return self._log.intents.get(reference)
+
+
+class MemoryIntentStore(_LogReads):
     """In one process (tests, the fake beside the Kafka store): `interleave` plays another
     process's write between a caller's read and its claim."""
 
@@ -130,14 +145,6 @@ class MemoryIntentStore:
     @property
     def intents(self) -> dict[str, Intent]:
         return self._log.intents
-
-    def position(self) -> int:
-        with self._lock:
-            return self._log.next
-
-    def get(self, reference: str) -> Intent | None:
-        with self._lock:
-            return self._log.intents.get(reference)
 
     def claim(self, reference: str, intent: Intent, since: int) -> Claim:
         with self._lock:
@@ -160,7 +167,7 @@ class MemoryIntentStore:
                 self._log.apply(self._log.next, reference, None)
 
 
-class KafkaIntentStore:
+class KafkaIntentStore(_LogReads):
     """Intents in a compacted one-partition topic (key: the reference; a tombstone clears it).
     A claim is sent with acks=all and waited for, then the topic is read up to it to learn what
     came before it."""
@@ -183,14 +190,6 @@ class KafkaIntentStore:
                 log.warning("unreadable intent in %s for %s: taken as cleared", self.topic, reference)
         with self._lock:
             self._log.apply(record.offset, reference, intent)
-
-    def position(self) -> int:
-        with self._lock:
-            return self._log.next
-
-    def get(self, reference: str) -> Intent | None:
-        with self._lock:
-            return self._log.intents.get(reference)
 
     def claim(self, reference: str, intent: Intent, since: int) -> Claim:
         try:

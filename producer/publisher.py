@@ -30,6 +30,14 @@ class Outgoing:
     headers: tuple[tuple[str, bytes], ...] = ()  # besides the settings version every record carries
 
 
+def _end_transaction(producer, result, what: str) -> None:
+    """commit_transaction()/abort_transaction() with a deadline: kafka-python's wait without one, and
+    a producer whose transaction coordinator died mid-commit waited two minutes in `make chaos`."""
+    producer._sender.wakeup()
+    if not result.wait(COMMIT_TIMEOUT_S * 1000):
+        raise KafkaTimeoutError(f"{what} not acknowledged in {COMMIT_TIMEOUT_S:.0f} s")
+
+
 class ProducerFenced(TerminalError):
     """Another instance took over this company: this one must stop publishing for it."""
 
@@ -77,21 +85,13 @@ class KafkaTransactionalPublisher:
 
     @staticmethod
     def _commit(producer) -> None:
-        """commit_transaction() with a deadline: kafka-python's waits without one, and a producer whose
-        transaction coordinator died mid-commit waited two minutes in `make chaos`."""
-        result = producer._transaction_manager.begin_commit()
-        producer._sender.wakeup()
-        if not result.wait(COMMIT_TIMEOUT_S * 1000):
-            raise KafkaTimeoutError(f"commit not acknowledged in {COMMIT_TIMEOUT_S:.0f} s")
+        _end_transaction(producer, producer._transaction_manager.begin_commit(), "commit")
 
     def _abort_quietly(self) -> None:
         if self._producer is None:
             return
-        try:  # abort_transaction() with a deadline, as `_commit`
-            result = self._producer._transaction_manager.begin_abort()
-            self._producer._sender.wakeup()
-            if not result.wait(COMMIT_TIMEOUT_S * 1000):
-                raise KafkaTimeoutError(f"abort not acknowledged in {COMMIT_TIMEOUT_S:.0f} s")
+        try:
+            _end_transaction(self._producer, self._producer._transaction_manager.begin_abort(), "abort")
         except Exception:  # noqa: BLE001 - a broken producer is replaced below
             log.warning("abort failed; recreating producer %s", self._transactional_id)
             self._recreate()
