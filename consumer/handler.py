@@ -14,14 +14,15 @@ import logging
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
+from functools import cached_property
 from typing import Callable, Protocol, Sequence
 
 from consumer.dead_letters import DeadLetterMemory, DeadLetterSink, MemoryDeadLetterMemory, fingerprint
 from consumer.outcomes import ALREADY_DEAD_LETTERED, ALREADY_MARKED, DEAD_LETTERED
 from consumer.payments import UNREAD
-from consumer.validation import check_in_context
+from consumer.validation import EventContext
 from schemas.codec import UndecodableEvent, decode
 from schemas.events import CreditBlockEvent, PaymentEvent
 from schemas.headers import is_republished
@@ -61,11 +62,15 @@ class Prepared:
 
     record: Record
     event: PaymentEvent | CreditBlockEvent | None
-    fingerprint: str
     error: TerminalError | None = None
     done: bool = False
     seen: object = UNREAD  # the payment's Visma row as the batch read found it
     recheck: bool = False  # ask PowerOffice for the voucher before posting (see `needs_recheck`)
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """(only when needed: a replay of marked rows never asks, and it is a tenth of such a record's cost)"""
+        return fingerprint(self.record.value, self.event)
 
 
 class EventApplier(Protocol):
@@ -110,6 +115,7 @@ class RecordHandler:
         self.credit_blocks = credit_blocks
         self.dead_letters = dead_letters
         self.settings = settings
+        self._context = EventContext(settings) if settings is not None else None
         self.memory = memory if memory is not None else MemoryDeadLetterMemory()
         self.backoff = backoff
         self.now = now
@@ -118,66 +124,76 @@ class RecordHandler:
 
     # -- the poll's batch ------------------------------------------------------------------
     def prepare(self, records: Sequence[Record]) -> list[Prepared]:
-        """Decode and check a poll's records once; skip what was dead-lettered before; read the
-        payments' Visma rows in one query per company and finish those marked already (counted
-        as skipped) without a lane or a query each; register the invoices the rest will need.
-        Never raises: a failure of the batch work leaves each record to do it on its own."""
-        prepared = [self._prepare_one(r) for r in records]
-        if any(p.error is None for p in prepared):
-            try:
-                self.memory.sync()
-            except Vb2poError as exc:  # each letter is then checked when it is written
-                log.warning("could not read the dead-letter memory (%s)", exc)
-        prepared = [self._remembered(p) for p in prepared]
-        payments = [p.event for p in prepared if not p.done and p.error is None and isinstance(p.event, PaymentEvent)]
+        """Decode and check a poll's records once; read the payments' Visma rows in one query per
+        company and finish those marked already (counted as skipped) without a lane or a query
+        each; skip what was dead-lettered before; register the invoices the rest will need.
+        Never raises: a failure of the batch work leaves each record to do it on its own.
+        (A row marked and agreeing is done whether or not its event was dead-lettered once, so the
+        dead-letter memory is asked only about the rest: a replay of marked rows never hashes.)"""
+        now = self.now()
+        prepared = [self._prepare_one(r, now) for r in records]
+        payments = [p.event for p in prepared if p.error is None and isinstance(p.event, PaymentEvent)]
+        rows: dict = {}
         if payments and hasattr(self.payments, "read_rows"):
             try:
                 rows = self.payments.read_rows(payments)
-                self.payments.want_invoices(payments)
             except Exception as exc:  # noqa: BLE001 - the batch is an optimisation; each record is safe alone
                 log.warning("batch read failed (%s: %s); each payment reads on its own", type(exc).__name__, exc)
-                rows = {}
             prepared = [self._with_row(p, rows) for p in prepared]
-        done = sum(1 for p in prepared if p.done and p.seen is not UNREAD)
+        done = sum(1 for p in prepared if p.done)
         if done:
             metrics.EVENTS_CONSUMED.labels("payment").inc(done)
             metrics.EVENTS_SKIPPED.labels("payment", ALREADY_MARKED).inc(done)
+        if done < len(prepared):
+            if any(p.error is None and not p.done for p in prepared):
+                try:
+                    self.memory.sync()
+                except Vb2poError as exc:  # each letter is then checked when it is written
+                    log.warning("could not read the dead-letter memory (%s)", exc)
+            prepared = [p if p.done else self._remembered(p) for p in prepared]
+            wanted = [p.event for p in prepared if not p.done and p.error is None and isinstance(p.event, PaymentEvent)]
+            if wanted and hasattr(self.payments, "want_invoices"):
+                try:
+                    self.payments.want_invoices(wanted)
+                except Exception as exc:  # noqa: BLE001 - as above: each payment looks its invoice up alone
+                    log.warning("invoice look-ahead failed (%s: %s)", type(exc).__name__, exc)
         return prepared
 
-    def _prepare_one(self, record: Record) -> Prepared:
+    def _prepare_one(self, record: Record, now: datetime) -> Prepared:
         try:
             event = decode(record.value)
         except UndecodableEvent as exc:
-            return Prepared(record, None, fingerprint(record.value, None), TerminalError(str(exc), reason=exc.reason))
+            return Prepared(record, None, TerminalError(str(exc), reason=exc.reason))
         except Exception as exc:  # noqa: BLE001 - one record's problem, whatever it is
             # (decoding the same bytes fails the same way again: never a retry)
             error = as_vb2po_error(exc)
             terminal = error if isinstance(error, TerminalError) else TerminalError(str(error), reason="undecodable")
-            return Prepared(record, None, fingerprint(record.value, None), terminal)
-        digest = fingerprint(record.value, event)
-        if self.settings is not None:
+            return Prepared(record, None, terminal)
+        if self._context is not None:
             try:
-                check_in_context(event, self.settings, self.now().date())
+                self._context.check(event, now.date())
             except TerminalError as exc:
-                return Prepared(record, event, digest, exc)
-        return Prepared(record, event, digest, recheck=needs_recheck(record, self.now()))
+                return Prepared(record, event, exc)
+        return Prepared(record, event, recheck=needs_recheck(record, now))
 
     def _remembered(self, p: Prepared) -> Prepared:
         if self.memory.knows(p.fingerprint):
             metrics.EVENTS_CONSUMED.labels(event_type_of(p.event)).inc()
             metrics.EVENTS_SKIPPED.labels(event_type_of(p.event), ALREADY_DEAD_LETTERED).inc()
-            return Prepared(p.record, p.event, p.fingerprint, p.error, done=True)
+            done = replace(p, done=True)
+            done.__dict__["fingerprint"] = p.fingerprint  # (cached_property: hashed once)
+            return done
         return p
 
     def _with_row(self, p: Prepared, rows: dict) -> Prepared:
-        if p.done or p.error is not None or not isinstance(p.event, PaymentEvent):
+        if p.error is not None or not isinstance(p.event, PaymentEvent):
             return p
         key = (p.event.payload.company_no, p.event.payload.jno, p.event.payload.entno)
         if key not in rows:
             return p
         row = rows[key]
         done = row is not None and row.marked and self.payments.agrees(p.event, row)
-        return Prepared(p.record, p.event, p.fingerprint, None, done=done, seen=row, recheck=p.recheck)
+        return Prepared(p.record, p.event, None, done=done, seen=row, recheck=p.recheck)
 
     # -- one record ------------------------------------------------------------------------
     def handle(self, item: Prepared | Record, cancelled: Callable[[], bool] = lambda: False, *,

@@ -29,7 +29,7 @@ from consumer.offsets import PartitionOffsets
 from consumer.payments import PaymentApplier
 from consumer.routing import Route, routes_by_company
 from consumer.visma import VismaCompanyPayments
-from vb2po import metrics
+from vb2po import heap, metrics
 from vb2po.errors import Vb2poError
 from vb2po.kafka.clients import event_consumer, partitions_of, plain_producer, poll
 from vb2po.kafka.topics import ensure_topics
@@ -210,6 +210,7 @@ class ConsumerService:
         self._leaving = leaving
         self.warm_up()
         self._intents.sync()
+        heap.settle_after_start()
         consumer = event_consumer(
             kafka, group_id=kafka.consumer_group, max_poll_records=consumer_settings.max_records,
             group_instance_id=consumer_settings.instance_id, session_timeout_ms=consumer_settings.session_timeout_ms,

@@ -16,24 +16,32 @@ from vb2po.settings import Settings
 FUTURE_VOUCHER_DAYS = 366
 
 
-def check_in_context(event: PaymentEvent | CreditBlockEvent, settings: Settings, today: date) -> None:
-    company_no = event.payload.company_no
-    companies = {c.company_no: c for c in settings.companies}
-    company = companies.get(company_no)
-    if company is None or not settings.clients_of_company(company_no):
-        raise TerminalError(f"no invoice client is configured for Visma company {company_no}",
-                            reason="unknown_invoice_client")
-    if isinstance(event, CreditBlockEvent):
-        return
-    p = event.payload
-    if p.company_currency is None and p.currency != company.currency:
-        raise TerminalError(f"the payment is in {p.currency}, Visma company {company_no} keeps {company.currency}, and "
-                            f"the event gives no {company.currency} amount", reason="currency_not_allowed")
-    if p.company_currency is not None and p.company_currency != company.currency:
-        raise TerminalError(f"the event gives a {p.company_currency} amount; Visma company {company_no} keeps "
-                            f"{company.currency}", reason="currency_not_allowed")
-    if p.voucher_date < settings.lookback_date:
-        raise TerminalError(f"voucher date {p.voucher_date} is before the lookback date {settings.lookback_date}: "
-                            "vb2po does not transfer it", reason="before_lookback")
-    if p.voucher_date > today + timedelta(days=FUTURE_VOUCHER_DAYS):
-        raise TerminalError(f"voucher date {p.voucher_date} is more than a year ahead", reason="invalid_date")
+class EventContext:
+    """What the checks need from the settings, worked out once (they run for every consumed event,
+    a replay's included)."""
+
+    def __init__(self, settings: Settings):
+        self.currency_of = {c.company_no: c.currency for c in settings.companies
+                            if settings.clients_of_company(c.company_no)}  # the companies vb2po serves
+        self.lookback = settings.lookback_date
+
+    def check(self, event: PaymentEvent | CreditBlockEvent, today: date) -> None:
+        company_no = event.payload.company_no
+        currency = self.currency_of.get(company_no)
+        if currency is None:
+            raise TerminalError(f"no invoice client is configured for Visma company {company_no}",
+                                reason="unknown_invoice_client")
+        if isinstance(event, CreditBlockEvent):
+            return
+        p = event.payload
+        if p.company_currency is None and p.currency != currency:
+            raise TerminalError(f"the payment is in {p.currency}, Visma company {company_no} keeps {currency}, and "
+                                f"the event gives no {currency} amount", reason="currency_not_allowed")
+        if p.company_currency is not None and p.company_currency != currency:
+            raise TerminalError(f"the event gives a {p.company_currency} amount; Visma company {company_no} keeps "
+                                f"{currency}", reason="currency_not_allowed")
+        if p.voucher_date < self.lookback:
+            raise TerminalError(f"voucher date {p.voucher_date} is before the lookback date {self.lookback}: "
+                                "vb2po does not transfer it", reason="before_lookback")
+        if p.voucher_date > today + timedelta(days=FUTURE_VOUCHER_DAYS):
+            raise TerminalError(f"voucher date {p.voucher_date} is more than a year ahead", reason="invalid_date")

@@ -9,6 +9,8 @@ from pydantic import TypeAdapter, ValidationError
 from schemas.events import READABLE_SCHEMA_VERSIONS, SCHEMA_VERSION, CreditBlockEvent, Event, PaymentEvent
 
 _EVENT = TypeAdapter(Event)
+_PAYMENT = TypeAdapter(PaymentEvent)
+_PAYMENT_TAG = b'"visma.payment.received"'
 MAX_EVENT_BYTES = 64 * 1024  # a real event is < 1 KB; the cap keeps a hostile message from costing memory
 UNDECODABLE = "undecodable"
 INVALID_EVENT = "invalid_event"
@@ -32,6 +34,13 @@ def decode(raw: bytes | None) -> PaymentEvent | CreditBlockEvent:
         raise UndecodableEvent("empty message (tombstone)")
     if len(raw) > MAX_EVENT_BYTES:
         raise UndecodableEvent(f"message of {len(raw):,} bytes; an event is at most {MAX_EVENT_BYTES:,}")
+    if _PAYMENT_TAG in raw:  # most events: validating the one model straight away costs a sixth less
+        try:
+            payment = _PAYMENT.validate_json(raw)
+            if "event_type" in payment.model_fields_set:  # (else the union below refuses it, as it must)
+                return payment
+        except ValidationError:
+            pass  # the union below says why, as for any other message
     try:
         return _EVENT.validate_json(raw)
     except ValidationError as exc:

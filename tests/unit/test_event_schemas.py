@@ -5,6 +5,8 @@ import copy
 import json
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from schemas.compat import breaking_changes
 from schemas.export import SCHEMA_DIR, current_schemas, render
@@ -72,3 +74,10 @@ def test_widening_a_type_is_compatible(payment_schema):
     node = new["$defs"]["PaymentPayload"]["properties"]["voucher_no"]
     new["$defs"]["PaymentPayload"]["properties"]["voucher_no"] = {"anyOf": [node, {"type": "null"}]}
     assert breaking_changes(payment_schema, new) == []
+
+
+@given(st.integers(1, 9999), st.integers(-(2**31), 2**31 - 1), st.integers(-(2**31), 2**31 - 1))
+def test_the_quick_event_id_check_is_uuid5(company_no, jno, entno):
+    from schemas.events import _uuid5_bytes, payment_event_id
+
+    assert _uuid5_bytes(f"payment/{company_no}/{jno}/{entno}") == payment_event_id(company_no, jno, entno).bytes

@@ -113,6 +113,15 @@ def test_undecodable_messages_are_dead_lettered_at_once(value, reason):
     assert payments.calls == 0 and sink.letters[0].reason == reason
 
 
+def test_an_event_whose_id_is_not_its_rows_is_dead_lettered_unapplied():
+    own, other = str(payment_event_id(1, 5, 6)).encode(), str(payment_event_id(1, 7, 6)).encode()
+    forged = encode(payment_event(jno=5)).replace(own, other)
+    payments, sink = Scripted(), FakeDeadLetterSink()
+    assert handler(payments, sink).handle(Record("payments", 0, 1, None, forged)) == DEAD_LETTERED
+    assert payments.calls == 0 and sink.letters[0].reason == "invalid_event"
+    assert "event_id" in sink.letters[0].error and "differs from the id of that row" in sink.letters[0].error
+
+
 def test_the_same_bad_content_is_dead_lettered_once_however_often_it_comes_back():
     memory, sink = MemoryDeadLetterMemory(), FakeDeadLetterSink()
     payments = Scripted(TerminalError("invoice unknown", reason="invoice_unknown"))
