@@ -21,7 +21,9 @@ the sandbox runs in this process; Visma companies are SQLite files over ODBC; on
 Everything started is stopped at the end, also on failure, Ctrl-C or SIGTERM. Progress goes to
 stderr; the report to stdout, its last line being
 `consumer: <a> of bound %, <b> payments/s at limit, <c> calls/payment, <d> replay events/s,
-latency p50 <x> s p99 <y> s, peak RSS <m> MB`. Results and their reading: BENCHMARKS.md.
+latency p50 <x> s p99 <y> s, peak RSS <m> MB, <r>% (a) and <s>% (c) of the ceilings measured in this
+run`: (a)'s ceiling is 16 threads making invoice look-ups through vb2po's PowerOffice client
+against the same sandbox latency, (c)'s a bare kafka-python read of the same events. Results and their reading: BENCHMARKS.md.
 """
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -40,11 +43,15 @@ from pathlib import Path
 from bench import consumer_latency
 from bench.consumer_latency import LatencyResult
 from bench.consumer_process import Vb2poProcess, counter
-from bench.consumer_world import ConsumerWorld, build_world, progress, step
+from bench.consumer_world import CLIENT_KEY, ConsumerWorld, build_world, progress, step
 from devstack.kafka import KafkaCluster
+from devstack.stack import to_settings
+from vb2po.kafka.clients import event_consumer, partitions_of
+from vb2po.poweroffice.client import PowerOfficeClient
 from vb2po.settings import ConsumerSettings, ProducerSettings
 
 POST_VOUCHER = "POST /v2/Vouchers/BankJournals"
+CEILING_S = 5.0  # how long (a)'s ceiling is measured
 DEFAULT_CONCURRENCY = ConsumerSettings().concurrency
 DEFAULT_PRODUCER = ProducerSettings()
 # (label, producer.poll_interval_s): the defaults first, then a shorter interval (nothing is held
@@ -73,6 +80,7 @@ class ApplyResult:
     peak_rss_mb: float = 0.0
     cpu_s: float = 0.0  # the consumer process, start to finish (start-up included)
     load: float = 0.0  # 1-minute load average at the end
+    ceiling_per_s: float | None = None  # (a) the same lanes' round trips without vb2po, measured in this run
 
 
 @dataclass
@@ -90,6 +98,7 @@ class ReplayResult:
     backlog_s: float
     backlog_peak_rss_mb: float
     backlog_rss_at_s: list[tuple[float, float]]
+    ceiling_per_s: float = float("nan")  # a bare kafka-python read of the same events, measured in this run
 
 
 def _stop_on_sigterm() -> None:
@@ -162,9 +171,67 @@ def throughput_at_latency(workdir: Path, bootstrap: str, *, payments: int, laten
     try:
         world.sandbox.control.set_faults(latency_ms=latency_ms)
         bound = DEFAULT_CONCURRENCY / (latency_ms / 1000)
-        return _apply_all(world, "a", workdir, timeout=payments / (0.2 * bound) + 120)
+        result = _apply_all(world, "a", workdir, timeout=payments / (0.2 * bound) + 120)
+        result.ceiling_per_s = request_ceiling(world, DEFAULT_CONCURRENCY, CEILING_S)
+        return result
     finally:
         world.sandbox.stop()
+
+
+def request_ceiling(world: ConsumerWorld, lanes: int, seconds: float) -> float:
+    """Round trips per second that `lanes` threads get from the sandbox as it is set now (its added
+    latency), through vb2po's own PowerOffice client, one invoice look-up each, nothing else: what
+    (a) could reach on this machine at this moment."""
+    settings = to_settings(world.settings_data).poweroffice
+    api = PowerOfficeClient(api_url=settings.api_url, token_url=settings.token_url,
+                            application_key=settings.application_key, client_key=CLIENT_KEY,
+                            subscription_key=settings.subscription_key, timeout=settings.timeout_s)
+    invoice_no = int(world.payments[0].invo_no)
+    api.get_invoices([invoice_no])  # the token, before timing
+    counts = [0] * lanes
+    deadline = time.monotonic() + seconds
+
+    def lane(i: int) -> None:
+        while time.monotonic() < deadline:
+            api.get_invoices([invoice_no])
+            counts[i] += 1
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=lane, args=(i,)) for i in range(lanes)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.monotonic() - started
+    api.close()
+    progress(f"request ceiling: {lanes} lanes, {sum(counts):,} look-ups in {elapsed:.1f}s")
+    return sum(counts) / elapsed
+
+
+def read_ceiling(world: ConsumerWorld, events: int) -> float:
+    """Events per second a bare kafka-python consumer with the consumer's client settings reads
+    from the payments topic (all partitions from offset 0, records counted, nothing decoded):
+    the most (c) could reach on this machine at this moment."""
+    kafka = world.kafka
+    reader = event_consumer(kafka, group_id=None, max_poll_records=ConsumerSettings().max_records)
+    try:
+        partitions = partitions_of(reader, kafka.topics.payments)
+        reader.assign(partitions)
+        reader.seek_to_beginning(*partitions)
+        count, first = 0, None
+        deadline = time.monotonic() + 300
+        while count < events and time.monotonic() < deadline:
+            for records in reader.poll(timeout_ms=500).values():
+                if first is None:
+                    first = time.monotonic()
+                count += len(records)
+        if first is None or count < events:
+            raise RuntimeError(f"the bare read got {count:,} of {events:,} events")
+        seconds = time.monotonic() - first
+    finally:
+        reader.close()
+    progress(f"read ceiling: {count:,} events in {seconds:.1f}s")
+    return count / seconds
 
 
 def at_rate_limit(workdir: Path, bootstrap: str, *, payments: int) -> ApplyResult:
@@ -227,9 +294,11 @@ def replay(workdir: Path, bootstrap: str, *, events: int, latency_ms: int, memor
         cpu_us = (samples[-1][3] - samples[max(0, first - 1)][3]) / events * 1e6
         stats = world.sandbox_stats()
         posts = sum(stats["requests"].get(POST_VOUCHER, {}).values())
-        return ReplayResult(events, int(samples[-1][2]), seconds, events / seconds, cpu_us, os.getloadavg()[0], posts,
+        load = os.getloadavg()[0]
+        ceiling = read_ceiling(world, events)
+        return ReplayResult(events, int(samples[-1][2]), seconds, events / seconds, cpu_us, load, posts,
                             stats["total"], consumer.peak_rss_mb, backlog_applied, memory_s, backlog.peak_rss_mb,
-                            rss_trace)
+                            rss_trace, ceiling)
     finally:
         world.sandbox.stop()
 
@@ -260,6 +329,9 @@ def report(a: ApplyResult | None, b: ApplyResult | None, c: ReplayResult | None,
             f"    {a.payments_per_s:.1f} payments/s first to last voucher ({a.seconds:.1f}s) = "
             f"{100 * a.payments_per_s / bound:.1f} % of the bound {bound:.0f}/s; {a.payments / a.wall_s:.1f}/s from "
             f"process start ({a.wall_s:.1f}s)",
+            f"    ceiling measured in this run: {_fmt(a.ceiling_per_s, '.1f')} round trips/s ({DEFAULT_CONCURRENCY} lanes, "
+            f"same latency, vb2po's PowerOffice client, nothing else) -> "
+            f"{_fmt(_ratio(a.payments_per_s, a.ceiling_per_s), '.0f')} %",
             f"    vouchers {a.vouchers:,}, markers {a.markers:,}, dead letters {a.dead_letters}, "
             f"peak RSS {a.peak_rss_mb:.0f} MB; "
             f"consumer CPU {a.cpu_s / a.payments * 1e3:.2f} ms/payment (start-up included); load {a.load:.1f}",
@@ -280,6 +352,8 @@ def report(a: ApplyResult | None, b: ApplyResult | None, c: ReplayResult | None,
             f"(c) replay of {c.events:,} already-applied events through a new group: {c.events_per_s:,.0f} events/s "
             f"({c.seconds:.1f}s), consumer CPU {c.cpu_us_per_event:.0f} µs/event; PowerOffice writes {c.posts}, calls of "
             f"any kind {c.calls_total}; peak RSS {c.peak_rss_mb:.0f} MB; load {c.load:.1f}",
+            f"    ceiling measured in this run: a bare kafka-python read of the same events, {c.ceiling_per_s:,.0f} events/s "
+            f"-> {_fmt(_ratio(c.events_per_s, c.ceiling_per_s), '.0f')} %",
             f"    backlog run ({c.events:,} events waiting, {latency_ms} ms latency, {c.backlog_s:g}s): "
             f"{c.backlog_applied:,} applied, peak RSS {c.backlog_peak_rss_mb:.0f} MB",
             "    RSS over the backlog run: " + ", ".join(f"{t:.0f}s {mb:.0f}MB" for t, mb in c.backlog_rss_at_s),
@@ -297,6 +371,10 @@ def report(a: ApplyResult | None, b: ApplyResult | None, c: ReplayResult | None,
     return lines
 
 
+def _ratio(rate: float | None, ceiling: float | None) -> float | None:
+    return None if rate is None or not ceiling or math.isnan(ceiling) else 100 * rate / ceiling
+
+
 def _fmt(value: float | None, spec: str) -> str:
     return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, spec)
 
@@ -312,7 +390,9 @@ def summary_line(a: ApplyResult | None, b: ApplyResult | None, c: ReplayResult |
             f"{_fmt(c.events_per_s if c else None, '.0f')} replay events/s, "
             f"latency p50 {_fmt(defaults.p50_s if defaults else None, '.2f')} s "
             f"p99 {_fmt(defaults.p99_s if defaults else None, '.2f')} s, "
-            f"peak RSS {_fmt(max(peaks) if peaks else None, '.0f')} MB")
+            f"peak RSS {_fmt(max(peaks) if peaks else None, '.0f')} MB, "
+            f"{_fmt(_ratio(a.payments_per_s, a.ceiling_per_s) if a else None, '.0f')}% (a) and "
+            f"{_fmt(_ratio(c.events_per_s, c.ceiling_per_s) if c else None, '.0f')}% (c) of the ceilings measured in this run")
 
 
 def main(argv: list[str] | None = None) -> int:
