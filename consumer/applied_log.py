@@ -69,25 +69,42 @@ class AppliedPayment:
 
 
 class AppliedLog(Protocol):
-    def record(self, payment: AppliedPayment) -> None: ...
+    def record(self, payment: AppliedPayment) -> None:
+        """Send it; durable once `flush()` returned."""
+        ...
+
+    def flush(self) -> None: ...
     def close(self) -> None: ...
 
 
 class KafkaAppliedLog:
-    """Waits for the broker's acknowledgement (acks=all) so a record is durable before the
-    consumer commits the offset past its payment."""
+    """Records go out in batches (the lanes do not wait for them); the consumer flushes before it
+    commits an offset, so a record is durable (acks=all) before the offset passes its payment."""
 
     def __init__(self, kafka: KafkaSettings):
         self.topic = kafka.topics.applied
-        self._producer = plain_producer(kafka, "vb2po-consumer-applied")
+        self._producer = plain_producer(kafka, "vb2po-consumer-applied", linger_ms=20)
 
     def record(self, payment: AppliedPayment) -> None:
         try:
-            self._producer.send(self.topic, key=payment.event_id.encode(), value=payment.encode()).get(WRITE_TIMEOUT_S)
+            sent = self._producer.send(self.topic, key=payment.event_id.encode(), value=payment.encode())
         except Exception as exc:  # noqa: BLE001 - the payment is applied; only the console's count misses it
+            self._failed(payment, exc)
+            return
+        sent.add_errback(lambda exc: self._failed(payment, exc))
+
+    def _failed(self, payment: AppliedPayment, exc: BaseException) -> None:
+        metrics.APPLIED_LOG_FAILURES.inc()
+        log.error("applied payment %s could not be written to %s (%s); it is applied, the console's count "
+                  "misses it", payment.reference, self.topic, type(exc).__name__)
+
+    def flush(self) -> None:
+        try:
+            self._producer.flush(WRITE_TIMEOUT_S)
+        except Exception as exc:  # noqa: BLE001 - as above: a count, never a payment
             metrics.APPLIED_LOG_FAILURES.inc()
-            log.error("applied payment %s could not be written to %s (%s); it is applied, the console's count "
-                      "misses it", payment.reference, self.topic, type(exc).__name__)
+            log.error("the applied-payments log could not be flushed to %s (%s); the console's count may miss "
+                      "payments", self.topic, type(exc).__name__)
 
     def close(self) -> None:
         self._producer.close(timeout=10)
@@ -99,6 +116,9 @@ class FakeAppliedLog:
 
     def record(self, payment: AppliedPayment) -> None:
         self.records.append(payment)
+
+    def flush(self) -> None:
+        pass
 
     def close(self) -> None:
         pass

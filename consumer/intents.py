@@ -193,14 +193,15 @@ class KafkaIntentStore(_LogReads):
 
     def claim(self, reference: str, intent: Intent, since: int) -> Claim:
         try:
-            offset = self._producer.send(self.topic, key=reference.encode(), value=intent.encode()).get(
-                timeout=CLAIM_TIMEOUT_S).offset
+            sent = self._producer.send(self.topic, key=reference.encode(), value=intent.encode())
+            self._producer.flush(CLAIM_TIMEOUT_S)  # now, not after the linger (the lanes' claims, clears go along)
+            offset = sent.get(timeout=CLAIM_TIMEOUT_S).offset
         except KafkaError as exc:
             raise TransientError(f"could not write the intent to post {reference}: {exc!r}", reason="kafka") from exc
         try:
-            with self._reading:  # one catch-up often serves the claims of several lanes
+            with self._reading:  # one read often serves the claims of several lanes
                 if self.position() <= offset:
-                    self._reader.catch_up(CLAIM_TIMEOUT_S)
+                    self._reader.read_through(offset, CLAIM_TIMEOUT_S)
         except (TimeoutError, KafkaError) as exc:
             raise TransientError(f"could not read the intents back ({exc})", reason="kafka") from exc
         with self._lock:

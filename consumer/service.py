@@ -138,7 +138,7 @@ class ConsumerService:
     def __init__(self, settings: Settings):
         self._stop = threading.Event()
         self._reload = threading.Event()  # the operators changed the settings: re-join with them
-        self._dlq_producer = plain_producer(settings.kafka, "vb2po-consumer-dead-letters")
+        self._dlq_producer = plain_producer(settings.kafka, "vb2po-consumer-dead-letters", linger_ms=0)
         self._memory = KafkaDeadLetterMemory(settings.kafka)
         self._applied = KafkaAppliedLog(settings.kafka)  # the console's "registered today"
         self._intents = KafkaIntentStore(settings.kafka)  # vouchers on their way (exactly once without PowerOffice's help)
@@ -448,6 +448,7 @@ class ConsumerService:
                 offsets[tp] = OffsetAndMetadata(at, metadata, -1)
         if not offsets:
             return
+        self._applied.flush()  # the console's records of these payments are durable before their offsets pass
         try:
             consumer.commit(offsets)
             self._rebalancing_since = None

@@ -51,8 +51,11 @@ def transactional_producer(kafka: KafkaSettings, transactional_id: str) -> Kafka
     return producer
 
 
-def plain_producer(kafka: KafkaSettings, client_id: str) -> KafkaProducer:
-    return KafkaProducer(client_id=client_id, enable_idempotence=True, acks="all", linger_ms=5, **_common(kafka))
+def plain_producer(kafka: KafkaSettings, client_id: str, *, linger_ms: int = 5) -> KafkaProducer:
+    """Idempotent, acks=all. `linger_ms`: how long a record may wait for others to share its
+    request (a writer that waits for its record can `flush()` instead of waiting that long)."""
+    return KafkaProducer(client_id=client_id, enable_idempotence=True, acks="all", linger_ms=linger_ms,
+                         **_common(kafka))
 
 
 def event_consumer(kafka: KafkaSettings, *topics: str, group_id: str | None, **overrides: Any) -> KafkaConsumer:
