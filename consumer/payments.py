@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Callable, Iterable, Mapping, cast
 
@@ -144,8 +143,7 @@ class PaymentApplier:
         for company_no, keys in wanted.items():
             seen = self.intents.position()  # before the read: see `_post_once`
             try:
-                # (VismaRow(...), not dataclasses.replace: this runs per row of every poll, replays included)
-                rows = {key: VismaRow(row.row, row.marked, seen) for key, row in self.visma[company_no].read(keys).items()}
+                rows = self.visma[company_no].read(keys, seen)
             except Vb2poError as exc:
                 log.warning("company %s: batch read of %s rows failed (%s); each payment reads on its own",
                             company_no, len(keys), exc)
@@ -173,8 +171,7 @@ class PaymentApplier:
         key = (p.jno, p.entno)
         if seen is UNREAD:
             position = self.intents.position()  # before the read: see `_post_once`
-            current = visma.read([key]).get(key)
-            current = replace(current, intents_seen=position) if current is not None else None
+            current = visma.read([key], position).get(key)
         else:
             current = cast("VismaRow | None", seen)
         if current is None:

@@ -38,8 +38,8 @@ class VismaRow:
 
 
 class VismaPayments(Protocol):
-    def read(self, keys: Collection[Key]) -> dict[Key, VismaRow]:
-        """The rows that exist among `keys` (absent: no such row)."""
+    def read(self, keys: Collection[Key], intents_seen: int = 0) -> dict[Key, VismaRow]:
+        """The rows that exist among `keys` (absent: no such row), each carrying `intents_seen`."""
         ...
 
     def invoice_rows(self, customer_no: int, invoice_no: str) -> list[VismaRow]: ...
@@ -78,22 +78,22 @@ class VismaCompanyPayments:
                 self._source = self._opener(self._settings, self._company)
             return self._source
 
-    def _rows(self, sql: str, params: list) -> list[VismaRow]:
+    def _rows(self, sql: str, params: list, intents_seen: int = 0) -> list[VismaRow]:
         source = self.source
-        marker = source.selection.marked_value
+        marker = str(source.selection.marked_value)
         out = []
         for record in source.db.query(sql, params):
             value = record[-1]
-            out.append(VismaRow(PaymentRow.from_tuple(record[:-1]), value is not None and str(value) == str(marker)))
+            out.append(VismaRow(PaymentRow(*record[:-1]), value is not None and str(value) == marker, intents_seen))
         return out
 
-    def read(self, keys: Collection[Key]) -> dict[Key, VismaRow]:
+    def read(self, keys: Collection[Key], intents_seen: int = 0) -> dict[Key, VismaRow]:
         wanted = sorted(set(keys))
         found: dict[Key, VismaRow] = {}
         source = self.source
         for start in range(0, len(wanted), KEYS_PER_LOOKUP):
             sql, params = payment_rows_by_keys(source.db.dialect, source.selection, wanted[start:start + KEYS_PER_LOOKUP])
-            for visma_row in self._rows(sql, params):
+            for visma_row in self._rows(sql, params, intents_seen):
                 found[visma_row.key] = visma_row
         return found
 
@@ -150,9 +150,9 @@ class FakeVismaPayments:
         self.writes = 0
         self.reads = 0
 
-    def read(self, keys: Collection[Key]) -> dict[Key, VismaRow]:
+    def read(self, keys: Collection[Key], intents_seen: int = 0) -> dict[Key, VismaRow]:
         self.reads += 1
-        return {k: VismaRow(self.rows[k], k in self.marked) for k in keys if k in self.rows}
+        return {k: VismaRow(self.rows[k], k in self.marked, intents_seen) for k in keys if k in self.rows}
 
     def invoice_rows(self, customer_no: int, invoice_no: str) -> list[VismaRow]:
         return [VismaRow(r, k in self.marked) for k, r in sorted(self.rows.items())
