@@ -6,12 +6,15 @@ is it this customer's, is it unreversed, is it in the payment's currency.
 
 Cost: `want()` registers the invoice numbers of everything polled; the first payment that needs
 an invoice not in the cache fetches it together with up to `batch` other wanted numbers, in one
-`GET /OutgoingInvoices?invoiceNos=...`. Entries are kept `ttl_s`: long enough that a batch
-fetched for a backlog applied at PowerOffice's rate limit is used before it expires, short
-enough that an invoice created or reversed in PowerOffice is seen within minutes.
+`GET /OutgoingInvoices?invoiceNos=...`. Each look-up then starts the next one in the background
+(one batch ahead, no more: the same requests, made before a lane has to wait for them). Entries
+are kept `ttl_s`: long enough that a batch fetched for a backlog applied at PowerOffice's rate
+limit is used before it expires, short enough that an invoice created or reversed in PowerOffice
+is seen within minutes.
 """
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import OrderedDict
@@ -25,6 +28,8 @@ DEFAULT_BATCH = 200  # invoice numbers per look-up: one request's filter for sca
 MAX_WANTED = 50_000
 FETCH_WAIT_S = 60.0  # (a look-up ends, one way or the other, within PowerOffice's timeout)
 
+log = logging.getLogger(__name__)
+
 
 class InvoiceDirectory:
     def __init__(self, api: PowerOfficeApi, *, ttl_s: float = DEFAULT_TTL_S, batch: int = DEFAULT_BATCH,
@@ -37,6 +42,7 @@ class InvoiceDirectory:
         self._known: dict[int, tuple[float, OutgoingInvoice | None]] = {}  # number -> (fetched at, invoice or None)
         self._wanted: OrderedDict[int, None] = OrderedDict()
         self._fetching: dict[int, threading.Event] = {}  # numbers a look-up is under way for
+        self._ahead: threading.Thread | None = None  # the look-up started ahead of the lanes, if one runs
         self.lookups = 0  # requests made (for tests and the calls-per-payment figure)
 
     def want(self, numbers: Iterable[int]) -> None:
@@ -57,17 +63,28 @@ class InvoiceDirectory:
                     return self._known[number][1]
                 fetching = self._fetching.get(number)
                 if fetching is None:
-                    batch = [number]
-                    for wanted in list(self._wanted):
-                        if len(batch) >= self._batch:
-                            break
-                        if wanted != number and wanted not in self._fetching and not self._fresh(wanted):
-                            batch.append(wanted)
-                    done = threading.Event()
-                    for n in batch:
-                        self._fetching[n] = done
+                    batch, done = self._claim_batch([number])
                     break
             fetching.wait(FETCH_WAIT_S)  # then look again: fetched, or that fetch failed and this lane tries
+        self._fetch(batch, done)
+        self._look_ahead()
+        with self._lock:
+            return self._known[number][1]
+
+    def _claim_batch(self, batch: list[int]) -> tuple[list[int], threading.Event]:
+        """(under the lock) `batch` filled up with wanted numbers no one is fetching, marked as fetched now."""
+        given = set(batch)
+        for wanted in self._wanted:
+            if len(batch) >= self._batch:
+                break
+            if wanted not in given and wanted not in self._fetching and not self._fresh(wanted):
+                batch.append(wanted)
+        done = threading.Event()
+        for n in batch:
+            self._fetching[n] = done
+        return batch, done
+
+    def _fetch(self, batch: list[int], done: threading.Event) -> None:
         try:
             found = {inv.invoice_no: inv for inv in self._api.get_invoices(batch)}  # (outside the lock: it waits)
             now = self._clock()
@@ -77,12 +94,29 @@ class InvoiceDirectory:
                     self._known[n] = (now, found.get(n))
                     self._wanted.pop(n, None)
                 self._forget_stale(now)
-                return self._known[number][1]
         finally:
             with self._lock:
                 for n in batch:
                     self._fetching.pop(n, None)
             done.set()
+
+    def _look_ahead(self) -> None:
+        """Fetch the next wanted batch in the background, unless one is under way already."""
+        with self._lock:
+            if self._ahead is not None and self._ahead.is_alive():
+                return
+            batch, done = self._claim_batch([])
+            if not batch:
+                return
+            self._ahead = threading.Thread(target=self._fetch_ahead, args=(batch, done), name="invoices-ahead",
+                                           daemon=True)
+            self._ahead.start()
+
+    def _fetch_ahead(self, batch: list[int], done: threading.Event) -> None:
+        try:
+            self._fetch(batch, done)
+        except Exception as exc:  # noqa: BLE001 - only a head start: a lane that needs one of them fetches it itself
+            log.info("looking up %s invoices ahead failed (%s); they are looked up when needed", len(batch), exc)
 
     def _fresh(self, number: int) -> bool:
         entry = self._known.get(number)

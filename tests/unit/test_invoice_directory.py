@@ -114,3 +114,38 @@ def test_the_batch_size_bounds_each_request(batch):
     for n in range(1, 8):
         directory.get(n)
     assert max(len(r) for r in api.requests) == batch
+
+
+def test_each_look_up_starts_the_next_one_ahead_so_the_lanes_do_not_wait_for_it():
+    api = InvoicesApi(delay_s=0.05)
+    directory = InvoiceDirectory(api)
+    directory.want(range(1, 401))
+    directory.get(1)  # a miss: the first 200, then 201..400 start in the background
+    deadline = time.monotonic() + 5
+    while len(api.requests) < 2 or directory._fetching:
+        assert time.monotonic() < deadline, f"no look-up ahead: {[len(r) for r in api.requests]}"
+        time.sleep(0.01)
+    started = time.monotonic()
+    assert directory.get(300).customer_no == 10 + 300 % 7
+    assert time.monotonic() - started < 0.04  # cached, not one more request's wait
+    assert [len(r) for r in api.requests] == [200, 200]  # the same requests, only sooner
+
+
+def test_a_failed_look_up_ahead_leaves_each_lane_to_fetch_its_invoice():
+    class SecondFails(InvoicesApi):
+        def get_invoices(self, numbers):
+            if len(self.requests) == 1:  # the look-up ahead
+                self.requests.append(list(numbers))
+                raise TransientError("PowerOffice answered 503", reason="http_503")
+            return super().get_invoices(numbers)
+
+    api = SecondFails()
+    directory = InvoiceDirectory(api)
+    directory.want(range(1, 401))
+    directory.get(1)
+    deadline = time.monotonic() + 5
+    while len(api.requests) < 2 or directory._fetching:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert directory.get(300).customer_no == 10 + 300 % 7  # fetched by the lane itself
+    assert len(api.requests) == 3
