@@ -26,7 +26,6 @@ from producer.reading import UnreadableRow, read_page
 from producer.recent import RecentlyPublished, horizon, mark_cursor
 from producer.rows import BadRow, PaymentRow, RowReader, row_position
 from producer.state import CompanyState, StateCell, encode_published, published_key
-from schemas.codec import encode
 from schemas.events import customer_key, payment_event_id
 from schemas.headers import republished_header
 from vb2po import metrics
@@ -301,19 +300,20 @@ class PaymentPoller:
         recovered: set[str] = set()  # rows dead-lettered before that read well now
         published: list[tuple[Position, bool]] = []  # (position, from behind the cursor)
         newest = None
+        payments_topic = self.topics.payments
+        headers = () if move_cursor else (republished_header(),)
         for row in rows:
             position = _position(row)
             behind = not move_cursor or (before is not None and (position is None or not is_after(position, before)))
             try:
                 if isinstance(row, UnreadableRow):
                     raise BadRow("unreadable_row", f"company {company_no} {row.key}: {row.error}")
-                event = self.reader.event(row, moment)
+                event = self.reader.encoded(row, moment)
                 # The sweep's events are flagged: the consumer asks PowerOffice before posting them
                 # (a row unmarked by a marker change or a restored database may be registered).
-                messages.append(Outgoing(self.topics.payments, customer_key(company_no, event.payload.customer_no),
-                                         encode(event), () if move_cursor else (republished_header(),)))
-                p = event.payload
-                published.append((position or Position(0, 0, p.jno, p.entno), behind))
+                messages.append(Outgoing(payments_topic, customer_key(company_no, event.customer_no),
+                                         event.value, headers))
+                published.append((position or Position(0, 0, event.jno, event.entno), behind))
                 if not behind:
                     newest = event.occurred_at
                 if row.key in self.state.dead_lettered:

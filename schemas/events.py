@@ -178,6 +178,20 @@ def _uuid5_bytes(name: str) -> bytes:
     return bytes(digest)
 
 
+_NAMESPACE_SHA1 = hashlib.sha1(EVENT_NAMESPACE.bytes)  # (copied per id: the namespace is hashed once)
+
+
+def payment_event_id_text(company_no: int, jno: int, entno: int) -> str:
+    """`str(payment_event_id(...))` without the UUID object: what the producer writes, per event."""
+    digest = _NAMESPACE_SHA1.copy()
+    digest.update(f"payment/{company_no}/{jno}/{entno}".encode())
+    h = bytearray(digest.digest()[:16])
+    h[6] = (h[6] & 0x0F) | 0x50  # version 5
+    h[8] = (h[8] & 0x3F) | 0x80  # RFC 4122 variant
+    x = h.hex()
+    return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
+
+
 def credit_block_event_id(company_no: int, customer_no: int, sequence: int, blocked: bool) -> uuid.UUID:
     """The n-th block/lift of a customer; a re-assertion repeats the id of the change it restates."""
     return uuid.uuid5(EVENT_NAMESPACE, f"credit_block/{company_no}/{customer_no}/{sequence}/{int(blocked)}")
