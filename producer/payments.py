@@ -15,6 +15,7 @@ state, when the consumer marks what it is given within seconds, it publishes not
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Callable
@@ -74,6 +75,32 @@ class PollOutcome:
 
 
 QUIET = PollOutcome()
+
+
+class _ReadAhead:
+    """`read(start)` on a thread of its own; `result()` waits for its rows (or raises its error)."""
+
+    def __init__(self, read: Callable[[Position | None], list], start: Position | None):
+        self._rows: list | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(read, start), name="payments-read-ahead", daemon=True)
+        self._thread.start()
+
+    def _run(self, read: Callable[[Position | None], list], start: Position | None) -> None:
+        try:
+            self._rows = read(start)
+        except BaseException as exc:  # noqa: BLE001 - handed to whoever waits for the rows
+            self._error = exc
+
+    def result(self) -> list:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._rows is not None
+        return self._rows
+
+    def discard(self) -> None:
+        self._thread.join()
 
 
 def _key(row: PaymentRow | UnreadableRow) -> tuple[int, int] | None:
@@ -143,25 +170,40 @@ class PaymentPoller:
         after = poll_start(self.state.payments_cursor, now, self.overlap_s, sel.time_column)
         counts = PollOutcome()
         keys: list[tuple[int, int]] = []
-        while True:
-            start = after
+        db = self.source.db
 
-            def query_page(keys_only: bool, start: Position | None = start) -> tuple[str, list]:
-                return pending_payments_page(self.source.db.dialect, sel, start, upper, self.page_size, keys_only=keys_only)
-            rows = read_page(self.source.db, sel, query_page, self.company_no)
-            if not rows:
-                if counts.rows_read == 0:
-                    self._skip_idle_stretch(now)
-                break
-            wanted = self._not_yet_published(rows)
-            page = self._publish(wanted, move_cursor=True) if wanted else PollOutcome()
-            if collect_keys:
-                keys.extend(page.published_keys)
-            counts += replace(page, rows_read=len(rows), published_keys=())
-            last = next((p for p in map(_position, reversed(rows)) if p is not None), None)
-            if len(rows) < self.page_size or last is None or (start is not None and not is_after(last, start)):
-                break  # (a full page that does not move on would be read again and again)
-            after = last
+        def read(start: Position | None) -> list[PaymentRow | UnreadableRow]:
+            def query_page(keys_only: bool) -> tuple[str, list]:
+                return pending_payments_page(db.dialect, sel, start, upper, self.page_size, keys_only=keys_only)
+            return read_page(db, sel, query_page, self.company_no)
+        rows = read(after)
+        ahead: _ReadAhead | None = None
+        try:
+            while True:
+                start = after
+                if not rows:
+                    if counts.rows_read == 0:
+                        self._skip_idle_stretch(now)
+                    break
+                last = next((p for p in map(_position, reversed(rows)) if p is not None), None)
+                # (a full page that does not move on would be read again and again)
+                more = not (len(rows) < self.page_size or last is None or (start is not None and not is_after(last, start)))
+                if more and db.one_connection:
+                    # The next page is read while this one is published: the driver works without the
+                    # GIL, and nothing else uses the company's connection meanwhile.
+                    ahead = _ReadAhead(read, last)
+                wanted = self._not_yet_published(rows)
+                page = self._publish(wanted, move_cursor=True) if wanted else PollOutcome()
+                if collect_keys:
+                    keys.extend(page.published_keys)
+                counts += replace(page, rows_read=len(rows), published_keys=())
+                if not more:
+                    break
+                after = last
+                rows, ahead = (ahead.result() if ahead is not None else read(after)), None
+        finally:
+            if ahead is not None:  # (publishing failed: the poll is over, and the connection is free again)
+                ahead.discard()
         self._quiet = counts.published == 0
         return replace(counts, published_keys=tuple(keys))
 
@@ -301,6 +343,7 @@ class PaymentPoller:
         published: list[tuple[Position, bool]] = []  # (position, from behind the cursor)
         newest = None
         payments_topic = self.topics.payments
+        encoded = self.reader.encoder(moment)
         headers = () if move_cursor else (republished_header(),)
         for row in rows:
             position = _position(row)
@@ -308,7 +351,7 @@ class PaymentPoller:
             try:
                 if isinstance(row, UnreadableRow):
                     raise BadRow("unreadable_row", f"company {company_no} {row.key}: {row.error}")
-                event = self.reader.encoded(row, moment)
+                event = encoded(row)
                 # The sweep's events are flagged: the consumer asks PowerOffice before posting them
                 # (a row unmarked by a marker change or a restored database may be registered).
                 messages.append(Outgoing(payments_topic, customer_key(company_no, event.customer_no),

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
+from typing import Callable
 from zoneinfo import ZoneInfo
 
 from pydantic_core import to_json
@@ -23,6 +24,7 @@ from schemas.events import (
     INVOICE_NO_MAX,
     LAST_VOUCHER_DATE,
     LATEST_CHANGE,
+    MONEY_LIMIT,
     PAYMENT_EVENT,
     SCHEMA_VERSION,
     TEXT_MAX,
@@ -40,6 +42,8 @@ from vb2po.visma.queries import Position
 
 __all__ = ["BadRow", "EncodedPayment", "PaymentRow", "RowReader", "row_position"]
 
+# A change time whose local date lies in here is within `Moment`'s bounds in any zone.
+_SAFE_DAYS = ((EARLIEST_CHANGE + timedelta(days=1)).date(), (LATEST_CHANGE - timedelta(days=1)).date())
 # The currency codes `PaymentPayload` takes without asking (its pattern, and a code ISO 4217 knows).
 _PLAIN_CODES = frozenset(code for code in ALPHA if re.fullmatch(r"[A-Z]{3}", code))
 
@@ -96,47 +100,40 @@ class RowReader:
                                           f"{str(exc)[:500]}") from exc
 
     def encoded(self, row: PaymentRow, now: datetime) -> EncodedPayment:
-        """The row's event encoded for the topic: `encode(self.event(row, now))`, the same bytes and
-        the same `BadRow`s, without building and validating the pydantic models when `interpret`
-        has already checked everything the schema would (the common case; a fifth of the
-        producer's time went into the models, BENCHMARKS.md "Producer"). Anything `_plain` does
-        not vouch for takes the validating path, which accepts it or says why not."""
-        if self._plain_company:  # (else the validating path fails on the company before anything else)
-            try:
-                facts = interpret(row, self.rule, self.currencies, now.astimezone(self.zone).date())
-                occurred_at = self.change_time(row)
-            except BadRow:
-                raise
-            except Exception:  # noqa: BLE001 - the validating path below meets it again and says what it is
-                pass
-            else:
-                try:
-                    if self._plain(facts, occurred_at, now):
-                        return EncodedPayment(facts.customer_no, facts.jno, facts.entno, occurred_at,
-                                              to_json(self._document(facts, occurred_at, now)))
-                except Exception:  # noqa: BLE001 - not plain after all: the validating path decides
-                    pass
-        event = self.event(row, now)
-        p = event.payload
-        return EncodedPayment(p.customer_no, p.jno, p.entno, event.occurred_at, encode(event))
+        """The row's event encoded for the topic: `encode(self.event(row, now))`; see `encoder`."""
+        return self.encoder(now)(row)
 
-    def _plain(self, facts: PaymentFacts, occurred_at: datetime, now: datetime) -> bool:
-        """Facts that `PaymentEvent` would take as they are: within every bound of its fields, in
-        the types its validation would turn them into (so serialising them gives the same JSON)."""
-        invoice_no = facts.invoice_no
-        return (self._plain_company
-                and type(facts.jno) is int and type(facts.entno) is int and type(facts.customer_no) is int
-                and type(facts.voucher_no) is int and type(facts.text) is str
-                and (invoice_no is None or (type(invoice_no) is str and invoice_no.isascii()
-                                            and 1 <= len(invoice_no) <= INVOICE_NO_MAX and invoice_no == invoice_no.strip()))
-                and facts.currency in _PLAIN_CODES and _plain_money(facts.amount)
-                and (facts.company_amount is None) == (facts.company_currency is None)
-                and (facts.company_currency is None or (facts.company_currency in _PLAIN_CODES
-                                                        and facts.company_currency != facts.currency
-                                                        and _plain_money(facts.company_amount)))
-                and len(facts.text) <= TEXT_MAX
-                and type(facts.voucher_date) is date and FIRST_VOUCHER_DATE <= facts.voucher_date <= LAST_VOUCHER_DATE
-                and _plain_moment(occurred_at) and _plain_moment(now))
+    def encoder(self, now: datetime) -> Callable[[PaymentRow], EncodedPayment]:
+        """row -> its event encoded for the topic, produced at `now`: `encode(self.event(row, now))`,
+        the same bytes and the same `BadRow`s, without building and validating the pydantic models
+        when `interpret` has already checked everything the schema would (the common case; building
+        the models took a fifth of the producer's time, BENCHMARKS.md "Producer"). Whatever `_plain`
+        does not vouch for takes the validating path, which accepts it or says why not."""
+        plain_now = self._plain_company and _plain_moment(now)  # (else the validating path refuses every row)
+        today = now.astimezone(self.zone).date() if plain_now else None
+        rule, currencies, zone = self.rule, self.currencies, self.zone
+
+        def encoded(row: PaymentRow) -> EncodedPayment:
+            if today is not None:
+                try:
+                    facts = interpret(row, rule, currencies, today)
+                    occurred_at = self.change_time(row)
+                except BadRow:
+                    raise
+                except Exception:  # noqa: BLE001 - the validating path below meets it again and says what it is
+                    pass
+                else:
+                    try:
+                        if occurred_at.tzinfo is zone and _SAFE_DAYS[0] <= occurred_at.date() <= _SAFE_DAYS[1] \
+                                and _plain(facts):
+                            return EncodedPayment(facts.customer_no, facts.jno, facts.entno, occurred_at,
+                                                  to_json(self._document(facts, occurred_at, now)))
+                    except Exception:  # noqa: BLE001 - not plain after all: the validating path decides
+                        pass
+            event = self.event(row, now)
+            p = event.payload
+            return EncodedPayment(p.customer_no, p.jno, p.entno, event.occurred_at, encode(event))
+        return encoded
 
     def _document(self, facts: PaymentFacts, occurred_at: datetime, now: datetime) -> dict:
         """The event as `PaymentEvent.model_dump()` gives it: its fields in their declared order."""
@@ -173,12 +170,26 @@ class RowReader:
         )
 
 
+def _plain(facts: PaymentFacts) -> bool:
+    """Facts that `PaymentPayload` would take as they are: within every bound of its fields, in the
+    types its validation would turn them into (so serialising them gives the same JSON)."""
+    invoice_no = facts.invoice_no
+    return (type(facts.jno) is int and type(facts.entno) is int and type(facts.customer_no) is int
+            and type(facts.voucher_no) is int and type(facts.text) is str and len(facts.text) <= TEXT_MAX
+            and (invoice_no is None or (type(invoice_no) is str and invoice_no.isascii()
+                                        and 1 <= len(invoice_no) <= INVOICE_NO_MAX and invoice_no == invoice_no.strip()))
+            and facts.currency in _PLAIN_CODES and _plain_money(facts.amount)
+            and (facts.company_amount is None) == (facts.company_currency is None)
+            and (facts.company_currency is None or (facts.company_currency in _PLAIN_CODES
+                                                    and facts.company_currency != facts.currency
+                                                    and _plain_money(facts.company_amount)))
+            and type(facts.voucher_date) is date and FIRST_VOUCHER_DATE <= facts.voucher_date <= LAST_VOUCHER_DATE)
+
+
 def _plain_money(amount: Decimal | None) -> bool:
-    """A positive amount within `PositiveMoney`'s bounds, whichever way its digits are counted."""
-    if type(amount) is not Decimal or not amount.is_finite():
-        return False
-    _, digits, exponent = amount.as_tuple()
-    return isinstance(exponent, int) and -6 <= exponent <= 0 and len(digits) <= 28 and 0 < amount < 10 ** 22
+    """A positive amount within `PositiveMoney`'s bounds (its digits and decimals are counted without
+    trailing zeros, and `to_money` lets through no more than 6 decimals and 22 integer digits)."""
+    return type(amount) is Decimal and amount.is_finite() and 0 < amount < MONEY_LIMIT
 
 
 def _plain_moment(moment: datetime) -> bool:
