@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import Callable
+from typing import Callable, NamedTuple
 from zoneinfo import ZoneInfo
 
 from pydantic_core import to_json
@@ -56,8 +56,7 @@ def row_position(row: PaymentRow) -> Position | None:
         return None
 
 
-@dataclass(frozen=True)
-class EncodedPayment:
+class EncodedPayment(NamedTuple):
     """A payment event as it goes on the topic, with the facts the poller needs besides its bytes."""
 
     customer_no: int
