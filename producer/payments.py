@@ -25,7 +25,7 @@ from producer.cursor import advance, is_after, poll_start, stamp_of, upper_bound
 from producer.publisher import Outgoing, Publisher
 from producer.reading import UnreadableRow, read_page
 from producer.recent import RecentlyPublished, horizon, mark_cursor
-from producer.rows import BadRow, PaymentRow, RowReader, row_position
+from producer.rows import BadRow, EncodedPayment, PaymentRow, RowReader, row_position
 from producer.state import CompanyState, StateCell, encode_published, published_key
 from schemas.events import customer_key, payment_event_id
 from schemas.headers import republished_header
@@ -78,26 +78,42 @@ QUIET = PollOutcome()
 
 
 class _ReadAhead:
-    """`read(start)` on a thread of its own; `result()` waits for its rows (or raises its error)."""
+    """The next page read, and its rows encoded as events, on a thread of its own while this page is
+    published; `result()` waits for them (or raises the read's error).
 
-    def __init__(self, read: Callable[[Position | None], list], start: Position | None):
+    The rows are encoded there too (events do not depend on the state this page's transaction
+    moves): while the publisher waits for its commit, the GIL is free for it."""
+
+    def __init__(self, read: Callable[[Position | None], list], start: Position | None,
+                 encoder: Callable[[], Callable[[PaymentRow], EncodedPayment]]):
         self._rows: list | None = None
+        self._encoded: dict[int, EncodedPayment | BadRow] = {}
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, args=(read, start), name="payments-read-ahead", daemon=True)
+        self._thread = threading.Thread(target=self._run, args=(read, start, encoder), name="payments-read-ahead",
+                                        daemon=True)
         self._thread.start()
 
-    def _run(self, read: Callable[[Position | None], list], start: Position | None) -> None:
+    def _run(self, read: Callable[[Position | None], list], start: Position | None,
+             encoder: Callable[[], Callable[[PaymentRow], EncodedPayment]]) -> None:
         try:
-            self._rows = read(start)
+            self._rows = rows = read(start)
+            encoded, out = encoder(), self._encoded
+            for row in rows:
+                if not isinstance(row, UnreadableRow):
+                    try:
+                        out[id(row)] = encoded(row)
+                    except BadRow as exc:
+                        out[id(row)] = exc
         except BaseException as exc:  # noqa: BLE001 - handed to whoever waits for the rows
             self._error = exc
 
-    def result(self) -> list:
+    def result(self) -> tuple[list, dict[int, EncodedPayment | BadRow]]:
+        """The rows, and by each row's id() its event or why it has none."""
         self._thread.join()
         if self._error is not None:
             raise self._error
         assert self._rows is not None
-        return self._rows
+        return self._rows, self._encoded
 
     def discard(self) -> None:
         self._thread.join()
@@ -177,6 +193,7 @@ class PaymentPoller:
                 return pending_payments_page(db.dialect, sel, start, upper, self.page_size, keys_only=keys_only)
             return read_page(db, sel, query_page, self.company_no)
         rows = read(after)
+        encoded: dict[int, EncodedPayment | BadRow] = {}
         ahead: _ReadAhead | None = None
         try:
             while True:
@@ -191,16 +208,19 @@ class PaymentPoller:
                 if more and db.one_connection:
                     # The next page is read while this one is published: the driver works without the
                     # GIL, and nothing else uses the company's connection meanwhile.
-                    ahead = _ReadAhead(read, last)
+                    ahead = _ReadAhead(read, last, lambda: self.reader.encoder(self.clock()))
                 wanted = self._not_yet_published(rows)
-                page = self._publish(wanted, move_cursor=True) if wanted else PollOutcome()
+                page = self._publish(wanted, move_cursor=True, encoded=encoded) if wanted else PollOutcome()
                 if collect_keys:
                     keys.extend(page.published_keys)
                 counts += replace(page, rows_read=len(rows), published_keys=())
                 if not more:
                     break
                 after = last
-                rows, ahead = (ahead.result() if ahead is not None else read(after)), None
+                if ahead is not None:
+                    (rows, encoded), ahead = ahead.result(), None
+                else:
+                    rows = read(after)
         finally:
             if ahead is not None:  # (publishing failed: the poll is over, and the connection is free again)
                 ahead.discard()
@@ -332,7 +352,9 @@ class PaymentPoller:
         # re-scan reaches), as far as the cursor's history tells.
         return published_before is not None and not is_after(position, published_before)
 
-    def _publish(self, rows: list[PaymentRow | UnreadableRow], *, move_cursor: bool) -> PollOutcome:
+    def _publish(self, rows: list[PaymentRow | UnreadableRow], *, move_cursor: bool,
+                 encoded: dict[int, EncodedPayment | BadRow] | None = None) -> PollOutcome:
+        """`encoded`: rows' events (or why not) made already, by each row's id()."""
         moment = self.clock()
         now = moment.timestamp()
         company_no = self.company_no
@@ -343,15 +365,19 @@ class PaymentPoller:
         published: list[tuple[Position, bool]] = []  # (position, from behind the cursor)
         newest = None
         payments_topic = self.topics.payments
-        encoded = self.reader.encoder(moment)
+        encode = self.reader.encoder(moment)
+        made = encoded or {}
         headers = () if move_cursor else (republished_header(),)
+        dead_lettered = self.state.dead_lettered
         for row in rows:
             position = _position(row)
             behind = not move_cursor or (before is not None and (position is None or not is_after(position, before)))
             try:
                 if isinstance(row, UnreadableRow):
                     raise BadRow("unreadable_row", f"company {company_no} {row.key}: {row.error}")
-                event = encoded(row)
+                event = made.get(id(row)) or encode(row)
+                if isinstance(event, BadRow):
+                    raise event
                 # The sweep's events are flagged: the consumer asks PowerOffice before posting them
                 # (a row unmarked by a marker change or a restored database may be registered).
                 messages.append(Outgoing(payments_topic, customer_key(company_no, event.customer_no),
@@ -359,7 +385,7 @@ class PaymentPoller:
                 published.append((position or Position(0, 0, event.jno, event.entno), behind))
                 if not behind:
                     newest = event.occurred_at
-                if row.key in self.state.dead_lettered:
+                if dead_lettered and row.key in dead_lettered:
                     recovered.add(row.key)
             except BadRow as exc:
                 if row.key not in self.state.dead_lettered:  # the sweep finds bad rows again and again
