@@ -88,6 +88,7 @@ class _ReadAhead:
                  encoder: Callable[[], Callable[[PaymentRow], EncodedPayment]]):
         self._rows: list | None = None
         self._encoded: dict[int, EncodedPayment | BadRow] = {}
+        self._positions: dict[int, Position | None] = {}
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, args=(read, start, encoder), name="payments-read-ahead",
                                         daemon=True)
@@ -97,8 +98,9 @@ class _ReadAhead:
              encoder: Callable[[], Callable[[PaymentRow], EncodedPayment]]) -> None:
         try:
             self._rows = rows = read(start)
-            encoded, out = encoder(), self._encoded
+            encoded, out, positions = encoder(), self._encoded, self._positions
             for row in rows:
+                positions[id(row)] = _position(row)
                 if not isinstance(row, UnreadableRow):
                     try:
                         out[id(row)] = encoded(row)
@@ -107,13 +109,13 @@ class _ReadAhead:
         except BaseException as exc:  # noqa: BLE001 - handed to whoever waits for the rows
             self._error = exc
 
-    def result(self) -> tuple[list, dict[int, EncodedPayment | BadRow]]:
-        """The rows, and by each row's id() its event or why it has none."""
+    def result(self) -> tuple[list, dict[int, EncodedPayment | BadRow], dict[int, Position | None]]:
+        """The rows, and by each row's id() its event or why it has none, and its position."""
         self._thread.join()
         if self._error is not None:
             raise self._error
         assert self._rows is not None
-        return self._rows, self._encoded
+        return self._rows, self._encoded, self._positions
 
     def discard(self) -> None:
         self._thread.join()
@@ -194,6 +196,7 @@ class PaymentPoller:
             return read_page(db, sel, query_page, self.company_no)
         rows = read(after)
         encoded: dict[int, EncodedPayment | BadRow] = {}
+        positions: dict[int, Position | None] | None = None
         ahead: _ReadAhead | None = None
         try:
             while True:
@@ -202,15 +205,17 @@ class PaymentPoller:
                     if counts.rows_read == 0:
                         self._skip_idle_stretch(now)
                     break
-                last = next((p for p in map(_position, reversed(rows)) if p is not None), None)
+                position_of = _position if positions is None else lambda row, known=positions: known[id(row)]
+                last = next((p for p in map(position_of, reversed(rows)) if p is not None), None)
                 # (a full page that does not move on would be read again and again)
                 more = not (len(rows) < self.page_size or last is None or (start is not None and not is_after(last, start)))
                 if more and db.one_connection:
                     # The next page is read while this one is published: the driver works without the
                     # GIL, and nothing else uses the company's connection meanwhile.
                     ahead = _ReadAhead(read, last, lambda: self.reader.encoder(self.clock()))
-                wanted = self._not_yet_published(rows)
-                page = self._publish(wanted, move_cursor=True, encoded=encoded) if wanted else PollOutcome()
+                wanted = self._not_yet_published(rows, position_of)
+                page = self._publish(wanted, move_cursor=True, encoded=encoded, position_of=position_of) if wanted \
+                    else PollOutcome()
                 if collect_keys:
                     keys.extend(page.published_keys)
                 counts += replace(page, rows_read=len(rows), published_keys=())
@@ -218,7 +223,7 @@ class PaymentPoller:
                     break
                 after = last
                 if ahead is not None:
-                    (rows, encoded), ahead = ahead.result(), None
+                    (rows, encoded, positions), ahead = ahead.result(), None
                 else:
                     rows = read(after)
         finally:
@@ -274,13 +279,15 @@ class PaymentPoller:
                 return None
         return len(found)
 
-    def _not_yet_published(self, rows: list[PaymentRow | UnreadableRow]) -> list[PaymentRow | UnreadableRow]:
+    def _not_yet_published(self, rows: list[PaymentRow | UnreadableRow],
+                           position_of: Callable[[PaymentRow | UnreadableRow], Position | None] = _position,
+                           ) -> list[PaymentRow | UnreadableRow]:
         """Rows after the cursor, and rows behind it (the re-scan window) whose key was not
         published lately nor dead-lettered: late commits."""
         cursor = self.state.payments_cursor
         out = []
         for row in rows:
-            position = _position(row)
+            position = position_of(row)
             if cursor is None or (position is not None and is_after(position, cursor)):
                 out.append(row)
                 continue
@@ -353,8 +360,9 @@ class PaymentPoller:
         return published_before is not None and not is_after(position, published_before)
 
     def _publish(self, rows: list[PaymentRow | UnreadableRow], *, move_cursor: bool,
-                 encoded: dict[int, EncodedPayment | BadRow] | None = None) -> PollOutcome:
-        """`encoded`: rows' events (or why not) made already, by each row's id()."""
+                 encoded: dict[int, EncodedPayment | BadRow] | None = None,
+                 position_of: Callable[[PaymentRow | UnreadableRow], Position | None] = _position) -> PollOutcome:
+        """`encoded`: rows' events (or why not) made already, by each row's id(); `position_of`: a row's position."""
         moment = self.clock()
         now = moment.timestamp()
         company_no = self.company_no
@@ -370,7 +378,7 @@ class PaymentPoller:
         headers = () if move_cursor else (republished_header(),)
         dead_lettered = self.state.dead_lettered
         for row in rows:
-            position = _position(row)
+            position = position_of(row)
             behind = not move_cursor or (before is not None and (position is None or not is_after(position, before)))
             try:
                 if isinstance(row, UnreadableRow):

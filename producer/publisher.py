@@ -46,6 +46,11 @@ class ProducerFenced(TerminalError):
     reason = "fenced"
 
 
+def _UNPLACED(key: bytes | None) -> int | None:
+    """No partition: kafka-python chooses (and fetches the topic's metadata first)."""
+    return None
+
+
 class Publisher(Protocol):
     def publish(self, messages: list[Outgoing]) -> None:
         """All messages (events, dead letters, state records) in one transaction."""
@@ -74,7 +79,9 @@ class KafkaTransactionalPublisher:
             for m in messages:
                 partition_of = partitioners.get(m.topic)
                 if partition_of is None:
-                    partition_of = partitioners[m.topic] = self._partitioner(producer, m.topic)
+                    partition_of = self._partitioner(producer, m.topic)
+                    if partition_of is not _UNPLACED:  # (else asked again once send() has the topic's metadata)
+                        partitioners[m.topic] = partition_of
                 producer.send(m.topic, key=m.key, value=m.value, headers=headers + list(m.headers) if m.headers else headers,
                               partition=partition_of(m.key))
             self._commit(producer)
@@ -100,7 +107,7 @@ class KafkaTransactionalPublisher:
         kafka-python choose (no key, or the topic's metadata not known yet)."""
         parts = producer._metadata.partitions_for_topic(topic)
         if not parts:
-            return lambda key: None
+            return _UNPLACED
         ordered = sorted(parts)
         known = self._partitions.get(topic)
         if known is None or known[0] != ordered:  # (partitions added: every key is placed again)
