@@ -210,8 +210,9 @@ class PaymentPoller:
                 # (a full page that does not move on would be read again and again)
                 more = not (len(rows) < self.page_size or last is None or (start is not None and not is_after(last, start)))
                 if more and db.one_connection:
-                    # The next page is read while this one is published: the driver works without the
-                    # GIL, and nothing else uses the company's connection meanwhile.
+                    # The next page is read and encoded on another thread while this one is published
+                    # (it runs while the publisher waits for the broker); nothing else uses the
+                    # company's connection meanwhile.
                     ahead = _ReadAhead(read, last, lambda: self.reader.encoder(self.clock()))
                 wanted = self._not_yet_published(rows, position_of)
                 page = self._publish(wanted, move_cursor=True, encoded=encoded, position_of=position_of) if wanted \
