@@ -12,12 +12,13 @@ import subprocess
 import sys
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import psutil
 from kafka import KafkaConsumer, TopicPartition
 
+from bench import send_ceiling
 from bench.data import LOOKBACK, PROGRESS_EVERY_S, backlog_rows, load_postgres, load_sqlite
 from devstack.postgres import PostgresServer
 from devstack.stack import LocalClient, settings_dict, to_settings, write_settings
@@ -39,6 +40,12 @@ class BacklogResult:
     rss_before_poll_mb: float
     peak_rss_mb: float
     load_before: float  # 1-minute load average of the machine when publishing started (2 cores)
+    ceiling: send_ceiling.CeilingResult | None = None  # the same events sent with nothing but kafka-python
+
+    @property
+    def of_ceiling(self) -> float | None:
+        """The producer's rate over the send ceiling's, measured right after it."""
+        return self.events_per_s / self.ceiling.events_per_s if self.ceiling else None
 
     @property
     def events_per_s(self) -> float:
@@ -65,8 +72,10 @@ def committed_end(consumer: KafkaConsumer, topic: str) -> int:
     return sum(consumer.end_offsets([TopicPartition(topic, p) for p in parts]).values())
 
 
-def count_committed(bootstrap: str, topic: str, timeout_s: float = 300) -> tuple[int, int]:
-    """(records, distinct event ids) a read_committed consumer reads from `topic`."""
+def count_committed(bootstrap: str, topic: str, timeout_s: float = 300,
+                    keep: bool = False) -> tuple[int, int, list[send_ceiling.Record]]:
+    """(records, distinct event ids, and with `keep` every record's key, value and headers) a
+    read_committed consumer reads from `topic`."""
     consumer = _consumer(bootstrap)
     try:
         tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
@@ -74,6 +83,7 @@ def count_committed(bootstrap: str, topic: str, timeout_s: float = 300) -> tuple
         consumer.seek_to_beginning(*tps)
         end = consumer.end_offsets(tps)
         count, ids = 0, set()
+        kept: list[send_ceiling.Record] = []
         deadline = time.monotonic() + timeout_s
         while any(consumer.position(tp) < end[tp] for tp in tps):
             if time.monotonic() > deadline:
@@ -81,7 +91,9 @@ def count_committed(bootstrap: str, topic: str, timeout_s: float = 300) -> tuple
             for records in consumer.poll(timeout_ms=500).values():
                 count += len(records)
                 ids.update(json.loads(r.value)["event_id"] for r in records)
-        return count, len(ids)
+                if keep:
+                    kept.extend((r.key, r.value, list(r.headers)) for r in records)
+        return count, len(ids), kept
     finally:
         consumer.close()
 
@@ -98,7 +110,7 @@ def seed(kind: str, backlog: int, workdir: Path, pg: PostgresServer) -> tuple[st
 
 
 def run(kind: str, backlog: int, *, workdir: Path, pg: PostgresServer, bootstrap: str,
-        profile_dir: Path | None = None, page_size: int | None = None) -> BacklogResult:
+        profile_dir: Path | None = None, page_size: int | None = None, ceiling: bool = True) -> BacklogResult:
     conn_str, table_rows = seed(kind, backlog, workdir, pg)
     namespace = f"bench-{kind}-{backlog}-{uuid.uuid4().hex[:6]}"
     data = settings_dict(
@@ -117,7 +129,7 @@ def run(kind: str, backlog: int, *, workdir: Path, pg: PostgresServer, bootstrap
     load_before = os.getloadavg()[0]
     out = _run_producer(path, topic, bootstrap, backlog, label=f"{kind} backlog {backlog:,}", profile=profile)
     print(f"  {kind} backlog {backlog:,}: producer peak RSS by stage (MB): {out['peak_rss_by_stage_mb']}", file=sys.stderr)
-    committed, distinct = count_committed(bootstrap, topic)
+    committed, distinct, records = count_committed(bootstrap, topic, keep=ceiling)
     result = BacklogResult(kind, backlog, table_rows, out["published"], committed, distinct, out["seconds"],
                            out["cpu_seconds"], out["rss_before_poll_mb"], out["peak_rss_mb"], load_before)
     if not (result.published == result.committed_in_topic == result.distinct_event_ids == backlog):
@@ -125,7 +137,24 @@ def run(kind: str, backlog: int, *, workdir: Path, pg: PostgresServer, bootstrap
                              f"{committed:,} committed records with {distinct:,} distinct event ids")
     print(f"  {kind} backlog {backlog:,}: {result.events_per_s:,.0f} events/s, {committed:,} committed in the topic, "
           f"peak RSS {result.peak_rss_mb:.0f} MB", file=sys.stderr, flush=True)
+    if ceiling:
+        result = replace(result, ceiling=_send_ceiling(path, settings, records, workdir, f"{kind} backlog {backlog:,}"))
+        print(f"  {kind} backlog {backlog:,}: send ceiling {result.ceiling.events_per_s:,.0f} events/s; the producer "
+              f"reached {100 * result.of_ceiling:.0f}% of it", file=sys.stderr, flush=True)
     return result
+
+
+def _send_ceiling(settings_path: Path, settings, records: list[send_ceiling.Record], workdir: Path,
+                  label: str) -> send_ceiling.CeilingResult:
+    """The same events sent again with a bare transactional KafkaProducer (bench.send_ceiling), checked afterwards."""
+    print(f"  {label}: send ceiling: the same {len(records):,} events with nothing but kafka-python", file=sys.stderr,
+          flush=True)
+    ceiling = send_ceiling.run(settings_path, settings, send_ceiling.in_send_order(records), workdir=workdir, label=label)
+    committed, distinct, _ = count_committed(settings.kafka.bootstrap_servers, ceiling.topic)
+    if not (ceiling.events == committed == distinct == len(records)):
+        raise AssertionError(f"{label}: the send ceiling sent {ceiling.events:,} of {len(records):,} events; its topic "
+                             f"holds {committed:,} committed records with {distinct:,} distinct event ids")
+    return ceiling
 
 
 def _run_producer(settings_path: Path, topic: str, bootstrap: str, backlog: int, *, label: str,

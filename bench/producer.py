@@ -5,7 +5,10 @@
 
 Starts a one-node Kafka broker and a PostgreSQL server on 127.0.0.1 and stops both at the end,
 also on failure or Ctrl-C/SIGTERM. Progress goes to stderr; the figures to stdout, the last
-line being `producer: <N> events/s (sqlite), <N> events/s (postgresql), peak RSS <M> MB`.
+line being `producer: <N> events/s (sqlite), <N> events/s (postgresql), peak RSS <M> MB, <P>% of the send
+ceiling measured in this run`: after each database's biggest backlog, the same events are sent
+again with nothing but a transactional kafka-python producer with vb2po's client settings
+(bench/send_ceiling.py); <P> is the lower of the two databases' rates over that ceiling.
 Results and how to read them: BENCHMARKS.md.
 """
 from __future__ import annotations
@@ -44,11 +47,19 @@ def _step(message: str) -> None:
 def report(results: list[BacklogResult], idle: list[IdleResult], idle_info: dict | None, wall_s: float) -> str:
     lines = ["", "Producer benchmark (2-core machine; 1-node Kafka, PostgreSQL and SQLite over ODBC on 127.0.0.1)", ""]
     lines.append(f"{'database':<11} {'backlog':>8} {'CustTr rows':>11} {'committed':>10} {'seconds':>8} "
-                 f"{'events/s':>9} {'CPU us/event':>12} {'RSS before':>10} {'peak RSS':>9} {'load':>5}")
+                 f"{'events/s':>9} {'CPU us/event':>12} {'RSS before':>10} {'peak RSS':>9} {'load':>5} "
+                 f"{'ceiling/s':>9} {'CPU us/event':>12} {'load':>5} {'of ceiling':>10}")
     for r in results:
+        c = r.ceiling
+        ceiling = (f"{c.events_per_s:>9,.0f} {c.cpu_seconds / c.events * 1e6:>12.0f} {c.load_before:>5.2f} "
+                   f"{100 * r.of_ceiling:>9.0f}%") if c and r.of_ceiling is not None else f"{'-':>9} {'-':>12} {'-':>5} {'-':>10}"
         lines.append(f"{r.database:<11} {r.backlog:>8,} {r.table_rows:>11,} {r.committed_in_topic:>10,} {r.seconds:>8.2f} "
                      f"{r.events_per_s:>9,.0f} {r.cpu_us_per_event:>12.0f} {r.rss_before_poll_mb:>8.0f}MB "
-                     f"{r.peak_rss_mb:>7.0f}MB {r.load_before:>5.2f}")
+                     f"{r.peak_rss_mb:>7.0f}MB {r.load_before:>5.2f} {ceiling}")
+    if any(r.ceiling for r in results):
+        lines += ["", "ceiling: the same events (bytes, keys, headers, order) sent right after each run into a fresh topic "
+                      "with as many partitions, by a bare transactional KafkaProducer with vb2po's client settings, "
+                      "page_size events per transaction, timed the same way (bench/send_ceiling.py)"]
     if idle_info:
         lines += ["", f"Idle PaymentPoller.poll_once() on {idle_info['rows']:,} CustTr rows in PostgreSQL "
                       f"(seeded in {idle_info['seed_s']:.0f}s; every payment marked):"]
@@ -70,11 +81,16 @@ def report(results: list[BacklogResult], idle: list[IdleResult], idle_info: dict
 
 
 def summary_line(results: list[BacklogResult]) -> str:
-    def rate(db: str) -> int:
-        biggest = max((r for r in results if r.database == db), key=lambda r: r.backlog)
-        return round(biggest.events_per_s)
+    """The rates of each database's biggest backlog, and of the two the lower share of its send ceiling."""
+    def biggest(db: str) -> BacklogResult:
+        return max((r for r in results if r.database == db), key=lambda r: r.backlog)
     peak = max(r.peak_rss_mb for r in results)
-    return f"producer: {rate('sqlite')} events/s (sqlite), {rate('postgresql')} events/s (postgresql), peak RSS {peak:.0f} MB"
+    line = (f"producer: {round(biggest('sqlite').events_per_s)} events/s (sqlite), "
+            f"{round(biggest('postgresql').events_per_s)} events/s (postgresql), peak RSS {peak:.0f} MB")
+    shares = [biggest(db).of_ceiling for db in DATABASES]
+    if all(s is not None for s in shares):
+        line += f", {100 * min(s for s in shares if s is not None):.0f}% of the send ceiling measured in this run"
+    return line
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="write a pyinstrument profile of each producer run here (needs pyinstrument in .venv)")
     parser.add_argument("--page-size", type=int, default=None,
                         help="producer.page_size for the backlog runs (default: the settings default, 2000)")
+    parser.add_argument("--no-ceiling", action="store_true",
+                        help="skip the send ceiling (the same events sent again with a bare KafkaProducer)")
     parser.add_argument("--databases", default=",".join(DATABASES), help="comma-separated: sqlite,postgresql")
     args = parser.parse_args(argv)
     databases = [d for d in args.databases.split(",") if d]
@@ -116,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
             for size in sizes:
                 _step(f"{db}: backlog of {size:,} pending payments")
                 results.append(backlog_bench.run(db, size, workdir=workdir, pg=pg, bootstrap=bootstrap,
-                                                 profile_dir=args.profile_dir, page_size=args.page_size))
+                                                 profile_dir=args.profile_dir, page_size=args.page_size,
+                                                 ceiling=not args.no_ceiling and size == sizes[-1]))
         if args.idle_rows:
             _step(f"idle poll on {args.idle_rows:,} CustTr rows in PostgreSQL")
             idle, idle_info = idle_poll.run(pg, bootstrap, rows=args.idle_rows, polls=args.polls,

@@ -70,9 +70,7 @@ def advance(cursor: Position | None, published: Position) -> Position:
     return cursor
 
 
-def _tuple(p: Position) -> tuple[int, int, int, int]:
-    return (p.ch_dt, p.ch_time, p.jno, p.entno)
-
-
 def is_after(position: Position, cursor: Position) -> bool:
-    return _tuple(position) > _tuple(cursor)
+    # (the tuples spelled out: called several times per row published)
+    return (position.ch_dt, position.ch_time, position.jno, position.entno) > \
+        (cursor.ch_dt, cursor.ch_time, cursor.jno, cursor.entno)

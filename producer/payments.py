@@ -15,6 +15,7 @@ state, when the consumer marks what it is given within seconds, it publishes not
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Callable
@@ -24,9 +25,8 @@ from producer.cursor import advance, is_after, poll_start, stamp_of, upper_bound
 from producer.publisher import Outgoing, Publisher
 from producer.reading import UnreadableRow, read_page
 from producer.recent import RecentlyPublished, horizon, mark_cursor
-from producer.rows import BadRow, PaymentRow, RowReader, row_position
+from producer.rows import BadRow, EncodedPayment, PaymentRow, RowReader, row_position
 from producer.state import CompanyState, StateCell, encode_published, published_key
-from schemas.codec import encode
 from schemas.events import customer_key, payment_event_id
 from schemas.headers import republished_header
 from vb2po import metrics
@@ -75,6 +75,50 @@ class PollOutcome:
 
 
 QUIET = PollOutcome()
+
+
+class _ReadAhead:
+    """The next page read, and its rows encoded as events, on a thread of its own while this page is
+    published; `result()` waits for them (or raises the read's error).
+
+    The rows are encoded there too (events do not depend on the state this page's transaction
+    moves): while the publisher waits for its commit, the GIL is free for it."""
+
+    def __init__(self, read: Callable[[Position | None], list], start: Position | None,
+                 encoder: Callable[[], Callable[[PaymentRow], EncodedPayment]]):
+        self._rows: list | None = None
+        self._encoded: dict[int, EncodedPayment | BadRow] = {}
+        self._positions: dict[int, Position | None] = {}
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(read, start, encoder), name="payments-read-ahead",
+                                        daemon=True)
+        self._thread.start()
+
+    def _run(self, read: Callable[[Position | None], list], start: Position | None,
+             encoder: Callable[[], Callable[[PaymentRow], EncodedPayment]]) -> None:
+        try:
+            self._rows = rows = read(start)
+            encoded, out, positions = encoder(), self._encoded, self._positions
+            for row in rows:
+                positions[id(row)] = _position(row)
+                if not isinstance(row, UnreadableRow):
+                    try:
+                        out[id(row)] = encoded(row)
+                    except BadRow as exc:
+                        out[id(row)] = exc
+        except BaseException as exc:  # noqa: BLE001 - handed to whoever waits for the rows
+            self._error = exc
+
+    def result(self) -> tuple[list, dict[int, EncodedPayment | BadRow], dict[int, Position | None]]:
+        """The rows, and by each row's id() its event or why it has none, and its position."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._rows is not None
+        return self._rows, self._encoded, self._positions
+
+    def discard(self) -> None:
+        self._thread.join()
 
 
 def _key(row: PaymentRow | UnreadableRow) -> tuple[int, int] | None:
@@ -144,25 +188,48 @@ class PaymentPoller:
         after = poll_start(self.state.payments_cursor, now, self.overlap_s, sel.time_column)
         counts = PollOutcome()
         keys: list[tuple[int, int]] = []
-        while True:
-            start = after
+        db = self.source.db
 
-            def query_page(keys_only: bool, start: Position | None = start) -> tuple[str, list]:
-                return pending_payments_page(self.source.db.dialect, sel, start, upper, self.page_size, keys_only=keys_only)
-            rows = read_page(self.source.db, sel, query_page, self.company_no)
-            if not rows:
-                if counts.rows_read == 0:
-                    self._skip_idle_stretch(now)
-                break
-            wanted = self._not_yet_published(rows)
-            page = self._publish(wanted, move_cursor=True) if wanted else PollOutcome()
-            if collect_keys:
-                keys.extend(page.published_keys)
-            counts += replace(page, rows_read=len(rows), published_keys=())
-            last = next((p for p in map(_position, reversed(rows)) if p is not None), None)
-            if len(rows) < self.page_size or last is None or (start is not None and not is_after(last, start)):
-                break  # (a full page that does not move on would be read again and again)
-            after = last
+        def read(start: Position | None) -> list[PaymentRow | UnreadableRow]:
+            def query_page(keys_only: bool) -> tuple[str, list]:
+                return pending_payments_page(db.dialect, sel, start, upper, self.page_size, keys_only=keys_only)
+            return read_page(db, sel, query_page, self.company_no)
+        rows = read(after)
+        encoded: dict[int, EncodedPayment | BadRow] = {}
+        positions: dict[int, Position | None] | None = None
+        ahead: _ReadAhead | None = None
+        try:
+            while True:
+                start = after
+                if not rows:
+                    if counts.rows_read == 0:
+                        self._skip_idle_stretch(now)
+                    break
+                position_of = _position if positions is None else lambda row, known=positions: known[id(row)]
+                last = next((p for p in map(position_of, reversed(rows)) if p is not None), None)
+                # (a full page that does not move on would be read again and again)
+                more = not (len(rows) < self.page_size or last is None or (start is not None and not is_after(last, start)))
+                if more and db.one_connection:
+                    # The next page is read and encoded on another thread while this one is published
+                    # (it runs while the publisher waits for the broker); nothing else uses the
+                    # company's connection meanwhile.
+                    ahead = _ReadAhead(read, last, lambda: self.reader.encoder(self.clock()))
+                wanted = self._not_yet_published(rows, position_of)
+                page = self._publish(wanted, move_cursor=True, encoded=encoded, position_of=position_of) if wanted \
+                    else PollOutcome()
+                if collect_keys:
+                    keys.extend(page.published_keys)
+                counts += replace(page, rows_read=len(rows), published_keys=())
+                if not more:
+                    break
+                after = last
+                if ahead is not None:
+                    (rows, encoded, positions), ahead = ahead.result(), None
+                else:
+                    rows = read(after)
+        finally:
+            if ahead is not None:  # (publishing failed: the poll is over, and the connection is free again)
+                ahead.discard()
         self._quiet = counts.published == 0
         return replace(counts, published_keys=tuple(keys))
 
@@ -213,13 +280,15 @@ class PaymentPoller:
                 return None
         return len(found)
 
-    def _not_yet_published(self, rows: list[PaymentRow | UnreadableRow]) -> list[PaymentRow | UnreadableRow]:
+    def _not_yet_published(self, rows: list[PaymentRow | UnreadableRow],
+                           position_of: Callable[[PaymentRow | UnreadableRow], Position | None] = _position,
+                           ) -> list[PaymentRow | UnreadableRow]:
         """Rows after the cursor, and rows behind it (the re-scan window) whose key was not
         published lately nor dead-lettered: late commits."""
         cursor = self.state.payments_cursor
         out = []
         for row in rows:
-            position = _position(row)
+            position = position_of(row)
             if cursor is None or (position is not None and is_after(position, cursor)):
                 out.append(row)
                 continue
@@ -291,7 +360,10 @@ class PaymentPoller:
         # re-scan reaches), as far as the cursor's history tells.
         return published_before is not None and not is_after(position, published_before)
 
-    def _publish(self, rows: list[PaymentRow | UnreadableRow], *, move_cursor: bool) -> PollOutcome:
+    def _publish(self, rows: list[PaymentRow | UnreadableRow], *, move_cursor: bool,
+                 encoded: dict[int, EncodedPayment | BadRow] | None = None,
+                 position_of: Callable[[PaymentRow | UnreadableRow], Position | None] = _position) -> PollOutcome:
+        """`encoded`: rows' events (or why not) made already, by each row's id(); `position_of`: a row's position."""
         moment = self.clock()
         now = moment.timestamp()
         company_no = self.company_no
@@ -301,22 +373,28 @@ class PaymentPoller:
         recovered: set[str] = set()  # rows dead-lettered before that read well now
         published: list[tuple[Position, bool]] = []  # (position, from behind the cursor)
         newest = None
+        payments_topic = self.topics.payments
+        encode = self.reader.encoder(moment)
+        made = encoded or {}
+        headers = () if move_cursor else (republished_header(),)
+        dead_lettered = self.state.dead_lettered
         for row in rows:
-            position = _position(row)
+            position = position_of(row)
             behind = not move_cursor or (before is not None and (position is None or not is_after(position, before)))
             try:
                 if isinstance(row, UnreadableRow):
                     raise BadRow("unreadable_row", f"company {company_no} {row.key}: {row.error}")
-                event = self.reader.event(row, moment)
+                event = made.get(id(row)) or encode(row)
+                if isinstance(event, BadRow):
+                    raise event
                 # The sweep's events are flagged: the consumer asks PowerOffice before posting them
                 # (a row unmarked by a marker change or a restored database may be registered).
-                messages.append(Outgoing(self.topics.payments, customer_key(company_no, event.payload.customer_no),
-                                         encode(event), () if move_cursor else (republished_header(),)))
-                p = event.payload
-                published.append((position or Position(0, 0, p.jno, p.entno), behind))
+                messages.append(Outgoing(payments_topic, customer_key(company_no, event.customer_no),
+                                         event.value, headers))
+                published.append((position or Position(0, 0, event.jno, event.entno), behind))
                 if not behind:
                     newest = event.occurred_at
-                if row.key in self.state.dead_lettered:
+                if dead_lettered and row.key in dead_lettered:
                     recovered.add(row.key)
             except BadRow as exc:
                 if row.key not in self.state.dead_lettered:  # the sweep finds bad rows again and again

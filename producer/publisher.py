@@ -6,11 +6,11 @@ transaction: either all become visible to read_committed readers or none do.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from typing import Protocol
+from typing import Callable, NamedTuple, Protocol
 
 from kafka import KafkaProducer
 from kafka.errors import KafkaError, KafkaTimeoutError, ProducerFencedError
+from kafka.partitioner.default import murmur2
 
 from vb2po.errors import TerminalError, TransientError
 from vb2po.kafka.clients import transactional_producer
@@ -19,11 +19,11 @@ from vb2po.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
 
+MAX_REMEMBERED_KEYS = 200_000  # keys whose partition a publisher remembers per topic (~20 MB at most)
 COMMIT_TIMEOUT_S = 15.0  # a commit not acknowledged by then is given up (the coordinator's broker died mid-commit)
 
 
-@dataclass(frozen=True)
-class Outgoing:
+class Outgoing(NamedTuple):  # (a named tuple: one is made per event, and a frozen dataclass costs 4x as much)
     topic: str
     key: bytes
     value: bytes | None  # None: a tombstone (compacted topics)
@@ -44,6 +44,11 @@ class ProducerFenced(TerminalError):
     reason = "fenced"
 
 
+def _UNPLACED(key: bytes | None) -> int | None:
+    """No partition: kafka-python chooses (and fetches the topic's metadata first)."""
+    return None
+
+
 class Publisher(Protocol):
     def publish(self, messages: list[Outgoing]) -> None:
         """All messages (events, dead letters, state records) in one transaction."""
@@ -58,6 +63,8 @@ class KafkaTransactionalPublisher:
         self._transactional_id = transactional_id
         self._producer: KafkaProducer | None = transactional_producer(kafka, transactional_id)
         self.settings_version = 0  # stamped on every record (see vb2po.live_settings.VERSION_HEADER)
+        # topic -> (its partitions, key -> partition): see `_partitioner`
+        self._partitions: dict[str, tuple[list[int], dict[bytes, int]]] = {}
 
     def publish(self, messages: list[Outgoing]) -> None:
         try:
@@ -66,8 +73,15 @@ class KafkaTransactionalPublisher:
             producer = self._producer
             producer.begin_transaction()
             headers = version_header(self.settings_version)
+            partitioners: dict[str, Callable[[bytes | None], int | None]] = {}
             for m in messages:
-                producer.send(m.topic, key=m.key, value=m.value, headers=headers + list(m.headers))
+                partition_of = partitioners.get(m.topic)
+                if partition_of is None:
+                    partition_of = self._partitioner(producer, m.topic)
+                    if partition_of is not _UNPLACED:  # (else asked again once send() has the topic's metadata)
+                        partitioners[m.topic] = partition_of
+                producer.send(m.topic, key=m.key, value=m.value, headers=headers + list(m.headers) if m.headers else headers,
+                              partition=partition_of(m.key))
             self._commit(producer)
         except ProducerFencedError as exc:
             raise ProducerFenced(f"producer {self._transactional_id} was fenced by a newer instance") from exc
@@ -82,6 +96,32 @@ class KafkaTransactionalPublisher:
         except KafkaError as exc:
             self._abort_quietly()
             raise TransientError(f"publishing failed: {exc!r}", reason="kafka") from exc
+
+    def _partitioner(self, producer: KafkaProducer, topic: str) -> Callable[[bytes | None], int | None]:
+        """key -> the partition kafka-python's DefaultPartitioner gives it (murmur2 of the key over the
+        topic's sorted partitions), remembered per key: a customer's events land where they always
+        did, and the producer passes the partition with each send instead of kafka-python hashing
+        every key again in Python (a customer's key comes back on every page). None: let
+        kafka-python choose (no key, or the topic's metadata not known yet)."""
+        parts = producer._metadata.partitions_for_topic(topic)
+        if not parts:
+            return _UNPLACED
+        ordered = sorted(parts)
+        known = self._partitions.get(topic)
+        if known is None or known[0] != ordered:  # (partitions added: every key is placed again)
+            known = self._partitions[topic] = (ordered, {})
+        cache = known[1]
+        if len(cache) > MAX_REMEMBERED_KEYS:
+            cache.clear()
+
+        def partition_of(key: bytes | None) -> int | None:
+            if key is None:
+                return None
+            partition = cache.get(key)
+            if partition is None:
+                partition = cache[key] = ordered[(murmur2(key) & 0x7FFFFFFF) % len(ordered)]
+            return partition
+        return partition_of
 
     @staticmethod
     def _commit(producer) -> None:

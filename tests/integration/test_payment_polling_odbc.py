@@ -7,6 +7,8 @@ import json
 from datetime import date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from devstack.visma_seed import insert_custtr
 from producer.payments import PaymentPoller
 from producer.publisher import FakePublisher
@@ -14,6 +16,7 @@ from producer.state import CompanyState
 from schemas.codec import decode
 from schemas.headers import is_republished
 from tests.builders import payment_row
+from vb2po.errors import TransientError
 from vb2po.settings import Settings, TopicSettings
 from vb2po.visma.company import open_company
 from vb2po.visma.db import VismaDatabase
@@ -238,3 +241,39 @@ def test_an_idle_company_keeps_its_cursor_within_a_day_of_now(company_db):
     with VismaDatabase(company_db) as db:
         insert_custtr(db, [payment_row(2, 1, ch_dt=20261127, ch_tmms=30_000_000)])
     assert poller.poll_once().published == 1
+
+
+class _FailsOnTransaction(FakePublisher):
+    """Fails its n-th transaction (counting from 1), once."""
+
+    def __init__(self, n: int):
+        super().__init__()
+        self.n, self.calls = n, 0
+
+    def publish(self, messages):
+        self.calls += 1
+        if self.calls == self.n:
+            raise TransientError("publish failed", reason="kafka")
+        super().publish(messages)
+
+
+def test_a_publish_failing_while_the_next_page_is_read_ahead_leaves_the_cursor_at_the_last_commit(company_db):
+    """Pages after the first are read and encoded on another thread while the one before is
+    published; a failure there ends the poll with the cursor where the last commit put it, and
+    the next poll publishes the rest, each row once, a bad row on a read-ahead page dead-lettered."""
+    rows = [payment_row(1 + i // 50, 1 + i % 50, ch_tmms=36_000_000 + i) for i in range(250)]
+    rows[150] = payment_row(4, 1, ch_tmms=36_000_150, amount="-100.005")  # more decimals than NOK has
+    with VismaDatabase(company_db) as db:
+        insert_custtr(db, rows)
+    publisher = _FailsOnTransaction(2)
+    poller = make_poller(company_db, publisher, page_size=100)
+    with pytest.raises(TransientError):
+        poller.poll_once()
+    assert poller.state.payments_cursor.ch_time == 36_000_099  # the first page's last row
+    outcome = poller.poll_once()
+    assert (outcome.published, outcome.bad_rows) == (149, 1)
+    keys = published_keys(publisher)
+    assert len(keys) == len(set(keys)) == 249 and (4, 1) not in keys
+    letters = [json.loads(m.value) for m in publisher.on_topic(TOPICS.dead_letters)]
+    assert [(d["source_key"], d["reason"]) for d in letters] == [("JNo=4;EntNo=1", "amount_precision")]
+    assert poller.poll_once().published == 0

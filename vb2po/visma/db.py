@@ -73,6 +73,11 @@ class VismaDatabase:
         self._all_lock = threading.Lock()
 
     @property
+    def one_connection(self) -> bool:
+        """One connection whichever thread calls (see `__init__`)."""
+        return self._one_connection
+
+    @property
     def _conn(self) -> pyodbc.Connection | None:
         return getattr(self._local, "conn", None)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any, Literal, Mapping
 
 from vb2po.currencies import ALPHA, ISO_4217
@@ -135,6 +136,8 @@ class PaymentFacts:
 
 
 def _int(value: Any, what: str, row: PaymentRow) -> int:
+    if type(value) is int and INT_MIN <= value <= INT_MAX:  # (what drivers give, per row: no more to ask)
+        return value
     try:
         if isinstance(value, bool):
             raise ValueError
@@ -146,9 +149,17 @@ def _int(value: Any, what: str, row: PaymentRow) -> int:
     return number
 
 
+@lru_cache(maxsize=None)
+def _quantum(decimals: int) -> Decimal:
+    """The smallest amount with `decimals` decimals (0.01 for 2)."""
+    return Decimal(1).scaleb(-decimals)
+
+
 def _text(value: object, limit: int) -> str:
     """Text as a person would read it: valid unicode (lone surrogates replaced), cut to `limit`."""
     text = "" if value is None else value if isinstance(value, str) else str(value)
+    if text.isascii():  # (no surrogate to replace)
+        return text.strip()[:limit]
     return text.encode("utf-8", "replace").decode("utf-8").strip()[:limit]
 
 
@@ -203,7 +214,7 @@ def interpret(row: PaymentRow, rule: PaymentRule, book: CurrencyBook, today: dat
                                                      f"amount {cur_am} {currency}")
         amount, company_amount, company_currency = abs(cur_am), abs(am), book.company_currency
     for value, code in ((amount, currency), (company_amount, company_currency)):
-        if value is not None and code is not None and value != value.quantize(Decimal(1).scaleb(-ALPHA[code])):
+        if value is not None and code is not None and value != value.quantize(_quantum(ALPHA[code])):
             raise BadRow("amount_precision", f"{row.key}: {value} {code} has more than {ALPHA[code]} decimals")
     return PaymentFacts(
         jno=jno, entno=entno, customer_no=customer_no, invoice_no=invoice_no, kind=kind, amount=amount,
