@@ -178,14 +178,10 @@ def _uuid5_bytes(name: str) -> bytes:
     return bytes(digest)
 
 
-_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}  # RFC 4122 variant bits over a hex digit
-
-
 def payment_event_id_text(company_no: int, jno: int, entno: int) -> str:
-    """`str(payment_event_id(...))` without the UUID object (what the producer writes, per event):
-    uuid5 is SHA-1 of namespace and name, version 5 and the RFC 4122 variant set in its hex digits."""
-    x = hashlib.sha1(_NAMESPACE_BYTES + f"payment/{company_no}/{jno}/{entno}".encode()).hexdigest()
-    return f"{x[:8]}-{x[8:12]}-5{x[13:16]}-{_VARIANT[x[16]]}{x[17:20]}-{x[20:32]}"
+    """`str(payment_event_id(...))` without the UUID object (what the producer writes, per event)."""
+    x = _uuid5_bytes(f"payment/{company_no}/{jno}/{entno}").hex()
+    return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:32]}"
 
 
 def credit_block_event_id(company_no: int, customer_no: int, sequence: int, blocked: bool) -> uuid.UUID:
