@@ -31,7 +31,6 @@ import argparse
 import math
 import os
 import shutil
-import signal
 import sys
 import tempfile
 import threading
@@ -44,6 +43,7 @@ from bench import consumer_latency
 from bench.consumer_latency import LatencyResult
 from bench.consumer_process import Vb2poProcess, counter
 from bench.consumer_world import CLIENT_KEY, ConsumerWorld, build_world, progress, step
+from bench.running import stop_on_sigterm
 from devstack.kafka import KafkaCluster
 from devstack.stack import to_settings
 from vb2po.kafka.clients import event_consumer, partitions_of
@@ -100,12 +100,6 @@ class ReplayResult:
     backlog_rss_at_s: list[tuple[float, float]]
     ceiling_per_s: float = float("nan")  # a bare kafka-python read of the same events, measured in this run
 
-
-def _stop_on_sigterm() -> None:
-    """SIGTERM unwinds like Ctrl-C, so every `finally` stops what was started."""
-    def handler(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-    signal.signal(signal.SIGTERM, handler)
 
 
 def _wait(what: str, done, processes: list[Vb2poProcess], *, timeout: float, note=None, every_s: float = 2.0,
@@ -412,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
     if steps - set("abcd"):
         parser.error(f"unknown step(s) in {args.steps!r}; choose from a,b,c,d")
 
-    _stop_on_sigterm()
+    stop_on_sigterm()
     started = time.monotonic()
     a = b = c = None
     d: list[LatencyResult] = []

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import signal
 import sys
 import tempfile
 import time
@@ -43,6 +42,7 @@ from zoneinfo import ZoneInfo
 from bench import ceiling as ceiling_bench
 from bench import latency_live, many_companies
 from bench.live import percentile
+from bench.running import run, stop_on_sigterm
 from devstack.kafka import KafkaCluster
 from devstack.postgres import PostgresServer
 from devstack.stack import LocalClient, settings_dict
@@ -53,13 +53,6 @@ from vb2po.settings import ProducerSettings, Settings
 from vb2po.visma.clock import yyyymmdd
 from vb2po.visma.company import open_company
 from vb2po.visma.queries import Position, pending_payments_page
-
-
-def _stop_on_sigterm() -> None:
-    """SIGTERM unwinds like Ctrl-C, so every `finally` stops what was started."""
-    def handler(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-    signal.signal(signal.SIGTERM, handler)
 
 
 def _step(message: str) -> None:
@@ -140,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     steps = {s.strip() for s in args.steps.split(",") if s.strip()}
     counts = sorted({int(c) for c in args.companies.split(",") if c.strip()})
 
-    _stop_on_sigterm()
+    stop_on_sigterm()
     started = time.monotonic()
     live = None
     ceiling = None
@@ -188,13 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _main() -> int:
-    try:
-        return main()
-    except KeyboardInterrupt as exc:
-        print(f"bench: interrupted ({exc or 'Ctrl-C'}); everything started was stopped", file=sys.stderr)
-        return 130
 
 
 if __name__ == "__main__":
-    sys.exit(_main())
+    sys.exit(run(main))

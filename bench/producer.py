@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import signal
 import sys
 import tempfile
 import time
@@ -27,17 +26,12 @@ from bench import backlog as backlog_bench
 from bench import idle_poll
 from bench.backlog import BacklogResult
 from bench.idle_poll import IdleResult
+from bench.running import run, stop_on_sigterm
 from devstack.kafka import KafkaCluster
 from devstack.postgres import PostgresServer
 
 DATABASES = ("sqlite", "postgresql")
 
-
-def _stop_on_sigterm() -> None:
-    """SIGTERM unwinds like Ctrl-C, so every `finally` below stops what was started."""
-    def handler(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-    signal.signal(signal.SIGTERM, handler)
 
 
 def _step(message: str) -> None:
@@ -114,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown database in {args.databases!r}; choose from {', '.join(DATABASES)}")
     sizes = sorted({n for n in (args.small_backlog, args.backlog) if n > 0})
 
-    _stop_on_sigterm()
+    stop_on_sigterm()
     started = time.monotonic()
     results: list[BacklogResult] = []
     idle: list[IdleResult] = []
@@ -147,13 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _main() -> int:
-    try:
-        return main()
-    except KeyboardInterrupt as exc:
-        print(f"bench: interrupted ({exc or 'Ctrl-C'}); everything started was stopped", file=sys.stderr)
-        return 130
 
 
 if __name__ == "__main__":
-    sys.exit(_main())
+    sys.exit(run(main))
