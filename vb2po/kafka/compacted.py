@@ -32,14 +32,7 @@ class CompactedTopicReader:
         """Hand every record up to the topic's current end to `apply`; TimeoutError after `timeout_s`."""
         partitions = self._assign()
         end = self._consumer.end_offsets(partitions)
-        deadline = time.monotonic() + timeout_s
-        while any(self._consumer.position(tp) < end[tp] for tp in partitions):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"could not read the topic {self.topic} to its end in {timeout_s}s")
-            for records in self._consumer.poll(timeout_ms=200).values():
-                for record in records:
-                    if record.key is not None:
-                        self._apply(record)
+        self._read_while(lambda: any(self._consumer.position(tp) < end[tp] for tp in partitions), "to its end", timeout_s)
 
     def read_through(self, offset: int, timeout_s: float) -> None:
         """Hand every record up to and including `offset` of the topic's one partition to `apply`
@@ -48,10 +41,13 @@ class CompactedTopicReader:
         if len(partitions) != 1:
             raise ValueError(f"read_through needs a one-partition topic; {self.topic} has {len(partitions)}")
         tp = partitions[0]
+        self._read_while(lambda: self._consumer.position(tp) <= offset, f"up to offset {offset}", timeout_s)
+
+    def _read_while(self, behind: Callable[[], bool], what: str, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
-        while self._consumer.position(tp) <= offset:
+        while behind():
             if time.monotonic() > deadline:
-                raise TimeoutError(f"could not read the topic {self.topic} up to offset {offset} in {timeout_s}s")
+                raise TimeoutError(f"could not read the topic {self.topic} {what} in {timeout_s}s")
             for records in self._consumer.poll(timeout_ms=200).values():
                 for record in records:
                     if record.key is not None:
