@@ -18,6 +18,7 @@ from producer.publisher import FakePublisher
 from producer.state import CompanyState, apply_record
 from schemas.codec import decode
 from tests.builders import payment_row
+from tests.clock import Clock
 from vb2po.settings import Settings, TopicSettings
 from vb2po.visma.company import open_company
 from vb2po.visma.db import VismaDatabase
@@ -27,17 +28,6 @@ TOPICS = TopicSettings()
 OSLO = ZoneInfo("Europe/Oslo")
 START = datetime(2026, 11, 27, 9, 0, 10, tzinfo=timezone.utc)  # 10:00:10 in Oslo
 _numbers = itertools.count(1)
-
-
-class Clock:
-    def __init__(self, at: datetime):
-        self.at = at
-
-    def __call__(self) -> datetime:
-        return self.at
-
-    def advance(self, seconds: float) -> None:
-        self.at += timedelta(seconds=seconds)
 
 
 @pytest.fixture

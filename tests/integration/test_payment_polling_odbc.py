@@ -16,6 +16,7 @@ from producer.state import CompanyState
 from schemas.codec import decode
 from schemas.headers import is_republished
 from tests.builders import payment_row
+from tests.clock import Clock
 from vb2po.errors import TransientError
 from vb2po.settings import Settings, TopicSettings
 from vb2po.visma.company import open_company
@@ -90,17 +91,6 @@ def test_marked_rows_rows_before_lookback_and_other_voucher_types_are_not_publis
     assert published_keys(publisher) == [(1, 1), (1, 6)]
     kinds = [decode(m.value).payload.kind for m in publisher.on_topic(TOPICS.payments)]
     assert kinds == ["payment", "reversal"]
-
-
-class Clock:
-    def __init__(self, at: datetime):
-        self.at = at
-
-    def __call__(self) -> datetime:
-        return self.at
-
-    def advance(self, seconds: float) -> None:
-        self.at += timedelta(seconds=seconds)
 
 
 def ms_of(moment: datetime) -> tuple[int, int]:
