@@ -7,7 +7,10 @@ is it this customer's, is it unreversed, is it in the payment's currency.
 Cost: `want()` registers the invoice numbers of everything polled; the first payment that needs
 an invoice not in the cache fetches it together with up to `batch` other wanted numbers, in one
 `GET /OutgoingInvoices?invoiceNos=...`. Each look-up then starts the next one in the background
-(one batch ahead, no more: the same requests, made before a lane has to wait for them). Entries
+(one batch ahead, no more: the same requests, made before a lane has to wait for them), and so
+does a lane that finds its invoice cached when less than a batch of fetched invoices is left
+unused and a full batch is wanted (a backlog's lanes never wait; a trickle's few wanted numbers
+still ride along with the next miss, so it costs no extra requests). Entries
 are kept `ttl_s`: long enough that a batch fetched for a backlog applied at PowerOffice's rate
 limit is used before it expires, short enough that an invoice created or reversed in PowerOffice
 is seen within minutes.
@@ -43,6 +46,7 @@ class InvoiceDirectory:
         self._wanted: OrderedDict[int, None] = OrderedDict()
         self._fetching: dict[int, threading.Event] = {}  # numbers a look-up is under way for
         self._ahead: threading.Thread | None = None  # the look-up started ahead of the lanes, if one runs
+        self._unused: set[int] = set()  # fetched for `want()`, not asked for yet: how far ahead the look-ups are
         self.lookups = 0  # requests made (for tests and the calls-per-payment figure)
 
     def want(self, numbers: Iterable[int]) -> None:
@@ -60,6 +64,9 @@ class InvoiceDirectory:
         while True:
             with self._lock:
                 if self._fresh(number):
+                    self._unused.discard(number)
+                    if len(self._unused) < self._batch and len(self._wanted) - len(self._fetching) >= self._batch:
+                        self._start_ahead()
                     return self._known[number][1]
                 fetching = self._fetching.get(number)
                 if fetching is None:
@@ -67,8 +74,9 @@ class InvoiceDirectory:
                     break
             fetching.wait(FETCH_WAIT_S)  # then look again: fetched, or that fetch failed and this lane tries
         self._fetch(batch, done)
-        self._look_ahead()
         with self._lock:
+            self._unused.discard(number)
+            self._start_ahead()
             return self._known[number][1]
 
     def _claim_batch(self, batch: list[int]) -> tuple[list[int], threading.Event]:
@@ -93,6 +101,9 @@ class InvoiceDirectory:
                 for n in batch:
                     self._known[n] = (now, found.get(n))
                     self._wanted.pop(n, None)
+                if len(self._unused) > MAX_WANTED:
+                    self._unused.clear()
+                self._unused.update(batch)
                 self._forget_stale(now)
         finally:
             with self._lock:
@@ -100,17 +111,15 @@ class InvoiceDirectory:
                     self._fetching.pop(n, None)
             done.set()
 
-    def _look_ahead(self) -> None:
-        """Fetch the next wanted batch in the background, unless one is under way already."""
-        with self._lock:
-            if self._ahead is not None and self._ahead.is_alive():
-                return
-            batch, done = self._claim_batch([])
-            if not batch:
-                return
-            self._ahead = threading.Thread(target=self._fetch_ahead, args=(batch, done), name="invoices-ahead",
-                                           daemon=True)
-            self._ahead.start()
+    def _start_ahead(self) -> None:
+        """(under the lock) Fetch the next wanted batch in the background, unless one is under way already."""
+        if self._ahead is not None and self._ahead.is_alive():
+            return
+        batch, done = self._claim_batch([])
+        if not batch:
+            return
+        self._ahead = threading.Thread(target=self._fetch_ahead, args=(batch, done), name="invoices-ahead", daemon=True)
+        self._ahead.start()
 
     def _fetch_ahead(self, batch: list[int], done: threading.Event) -> None:
         try:

@@ -19,6 +19,7 @@ class InvoicesApi:
     def __init__(self, delay_s: float = 0.0):
         self.delay_s = delay_s
         self.requests: list[list[int]] = []
+        self.callers: list[str] = []  # the thread that made each request
         self.fail_next = 0
         self._lock = threading.Lock()
 
@@ -26,6 +27,7 @@ class InvoicesApi:
         numbers = list(numbers)
         with self._lock:
             self.requests.append(numbers)
+            self.callers.append(threading.current_thread().name)
             if self.fail_next:
                 self.fail_next -= 1
                 raise TransientError("PowerOffice answered 503", reason="http_503")
@@ -129,6 +131,35 @@ def test_each_look_up_starts_the_next_one_ahead_so_the_lanes_do_not_wait_for_it(
     assert directory.get(300).customer_no == 10 + 300 % 7
     assert time.monotonic() - started < 0.04  # cached, not one more request's wait
     assert [len(r) for r in api.requests] == [200, 200]  # the same requests, only sooner
+
+
+def test_a_backlogs_lanes_find_every_invoice_fetched_ahead_after_the_first():
+    api = InvoicesApi(delay_s=0.02)
+    directory = InvoiceDirectory(api)
+    directory.want(range(1, 801))
+
+    def settled() -> None:
+        deadline = time.monotonic() + 5
+        while directory._fetching:
+            assert time.monotonic() < deadline, "a look-up ahead never ended"
+            time.sleep(0.005)
+
+    for n in range(1, 801):  # one lane paying the backlog in order, each look-up done before it goes on
+        assert directory.get(n).customer_no == 10 + n % 7
+        settled()
+    assert [len(r) for r in api.requests] == [200] * 4  # the same requests as one miss per batch
+    me = threading.current_thread().name
+    assert api.callers == [me] + ["invoices-ahead"] * 3  # but only the first one made a lane wait
+
+
+def test_a_trickle_of_payments_costs_no_look_up_ahead():
+    api = InvoicesApi()
+    directory = InvoiceDirectory(api)
+    for first in range(1, 60, 3):  # polls of 3 payments each, paid before the next poll
+        directory.want(range(first, first + 3))
+        for n in range(first, first + 3):
+            directory.get(n)
+    assert len(api.requests) == 20
 
 
 def test_a_failed_look_up_ahead_leaves_each_lane_to_fetch_its_invoice():
