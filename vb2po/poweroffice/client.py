@@ -63,6 +63,7 @@ from vb2po.poweroffice.models import (
 )
 from vb2po.poweroffice.query import number_filters
 from vb2po.poweroffice.ratelimit import RateLimiter, Unlimited
+from vb2po.poweroffice.session import EnvironmentOnceSession
 
 PAGE_SIZE = 5000  # PowerOffice's default; its maximum is 20000
 JSON_PATCH = "application/json-patch+json"
@@ -124,7 +125,7 @@ class PowerOfficeClient:
         self._subscription_key = subscription_key
         self._timeout = timeout
         self._page_size = page_size
-        self._session = session or requests.Session()
+        self._session = session or EnvironmentOnceSession()
         if session is None:  # no transport-level retries: a blindly repeated POST is the caller's call
             adapter = HTTPAdapter(pool_connections=4, pool_maxsize=32, max_retries=0)
             self._session.mount("http://", adapter)
