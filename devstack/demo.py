@@ -83,7 +83,8 @@ def blocked_in_poweroffice(sandbox: SandboxServer, blocked: list[int]) -> int:
     """Customers blocked in Visma whose every PowerOffice project has time tracking denied."""
     by_customer: dict[int, list[bool]] = defaultdict(list)
     for project in sandbox.state.ledgers[CLIENT_KEY].projects(NumberFilter(frozenset(blocked), ())):
-        by_customer[project.customer_no].append(project.deny_time_tracking)
+        if project.customer_no is not None:
+            by_customer[project.customer_no].append(project.deny_time_tracking)
     return sum(1 for c in blocked if by_customer.get(c) and all(by_customer[c]))
 
 
@@ -122,7 +123,8 @@ def run(size: int, timeout_s: float) -> int:
             settings_path = write_settings(workdir / "settings.yaml", demo_settings(kafka, sandbox, conn_str))
             procs = [start_service(n, settings_path, workdir) for n in ("producer", "consumer")]
             try:
-                applied = marked = stopped = last_shown = -1
+                applied = marked = stopped = -1
+                last_shown: tuple[int, int, int] | None = None
                 deadline = time.monotonic() + timeout_s
                 while time.monotonic() < deadline:
                     applied = sandbox.state.ledgers[CLIENT_KEY].summary().vouchers
