@@ -1,6 +1,8 @@
 """Driving the admin console in a real Chromium as one person would: sign in, click, read."""
 from __future__ import annotations
 
+import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -8,7 +10,9 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import Select
 
-SCREENSHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
+# The README's pictures are refreshed on request (`VB2PO_SCREENSHOTS=docs/screenshots`), so a
+# test run leaves the working tree as it found it.
+SCREENSHOTS = Path(os.environ.get("VB2PO_SCREENSHOTS") or Path(tempfile.gettempdir()) / "vb2po-screenshots")
 
 
 def text_of(element) -> str:
@@ -105,7 +109,7 @@ class Console:
                 .map(el => el.outerHTML.slice(0, 120));""")
 
     def screenshot(self, name: str) -> Path:
-        """The whole page (not only the window) as docs/screenshots/<name>.png; the README shows them."""
+        """The whole page (not only the window) as <SCREENSHOTS>/<name>.png."""
         import base64
 
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)

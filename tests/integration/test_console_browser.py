@@ -5,7 +5,8 @@ PowerOffice clients in the sandbox.
 One person per group of the seed (integration, fetch.client, fetch.all), one limited to one
 invoice client, one without any permission. Each sees and can do exactly their own actions,
 and the server refuses what the page does not offer. The run saves screenshots of the overview
-and the fetch page in both languages into docs/screenshots/ (the README shows them).
+and the fetch page in both languages (into docs/screenshots/, which the README shows, when run with
+VB2PO_SCREENSHOTS=docs/screenshots).
 """
 from __future__ import annotations
 
