@@ -10,7 +10,9 @@ transaction was open for less than `overlap_s` (less a minute on a `ChTm`-only t
 `sweep_once` looks at every unmarked payment (a transaction open for longer than that, a
 restored backup, a marker wiped by hand, one the consumer dead-lettered) and publishes it again
 under the same event id, unless it was published less than `sweep_grace_s` ago: in a steady
-state, when the consumer marks what it is given within seconds, it publishes nothing.
+state, when the consumer marks what it is given within seconds, it publishes nothing. A payment
+the sweep published before waits twice as long each time, up to a day (`producer.recent.sweep_hold`):
+one the consumer dead-lettered stays unmarked, and is not sent again every sweep.
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ from zoneinfo import ZoneInfo
 from producer.cursor import advance, is_after, poll_start, stamp_of, upper_bound, window_stamp
 from producer.publisher import Outgoing, Publisher
 from producer.reading import UnreadableRow, read_page
-from producer.recent import RecentlyPublished, horizon, mark_cursor
+from producer.recent import RecentlyPublished, horizon, mark_cursor, sweep_hold
 from producer.rows import BadRow, EncodedPayment, PaymentRow, RowReader, row_position
 from producer.state import CompanyState, StateCell, encode_published, published_key
 from schemas.events import customer_key, payment_event_id
@@ -144,6 +146,7 @@ class PaymentPoller:
         page_size: int = DEFAULTS.page_size,
         overlap_s: float = DEFAULTS.overlap_s,
         sweep_grace_s: float = DEFAULTS.sweep_grace_s,
+        sweep_interval_s: float = DEFAULTS.sweep_interval_s,
         recent: RecentlyPublished | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
     ):
@@ -155,6 +158,7 @@ class PaymentPoller:
         self.page_size = page_size
         self.overlap_s = overlap_s
         self.sweep_grace_s = sweep_grace_s
+        self.sweep_interval_s = sweep_interval_s
         # Carried over by the caller when the company is opened again (new settings); else from the
         # batches the state topic held at start.
         self.recent = recent if recent is not None else RecentlyPublished(self.state.published.values())
@@ -353,7 +357,7 @@ class PaymentPoller:
             return False  # the next poll publishes it
         published_at = self.recent.published_at(key)
         if published_at is not None:
-            return published_at <= now - self.sweep_grace_s
+            return published_at <= now - sweep_hold(self.recent.sweeps(key), self.sweep_grace_s)
         if beyond:
             return True
         # Published by the cursor at least a grace period ago (or never: a commit later than the
@@ -417,8 +421,8 @@ class PaymentPoller:
         # from behind the cursor (the sweep must not publish it again within the grace period).
         window = window_stamp(cursor, moment.astimezone(self.zone), self.overlap_s, self.source.selection.time_column)
         remember = [p for p, behind in published if behind or window is None or stamp_of(p) >= window]
-        batches = self.recent.new_batches(remember, now)
-        expired = self.recent.expired(window, now, self.sweep_grace_s)
+        batches = self.recent.new_batches(remember, now, swept=not move_cursor)
+        expired = self.recent.expired(window, now, self.sweep_grace_s, self.sweep_interval_s)
         for batch in batches:
             messages.append(Outgoing(self.topics.producer_state, published_key(company_no, batch.seq), encode_published(batch)))
         for seq in expired:

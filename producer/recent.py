@@ -12,6 +12,9 @@ Two questions need an answer on every poll and sweep, without asking Kafka:
   cursor are not remembered one by one (a backlog of a million would have to be): the cursor's
   own history answers instead. `cursor_marks` are (time, cursor) pairs; everything at or behind
   the cursor as it stood `grace` seconds ago was published at least `grace` ago, or never.
+  A payment the sweep published is remembered with how often the sweep has published it, and
+  waits twice as long each time (`sweep_hold`, up to a day): one that stays unmarked (the
+  consumer dead-lettered it) is not published again every sweep for ever.
 
 Both are kept in the producer's compacted state topic (`producer.state`), so a restart rebuilds
 them: the key set as one record per published batch (tombstoned once it no longer matters), the
@@ -30,6 +33,13 @@ Mark = tuple[float, Position]  # (unix time, the cursor from then on)
 KEYS_PER_BATCH = 1000  # one state record: ~35 kB of JSON, far below Kafka's 1 MB message limit
 MAX_KEYS = 200_000  # beyond this the oldest batches are forgotten (a republish, never a loss)
 MARKS_PER_GRACE = 8  # cursor marks kept per grace period: a mark is at most grace/8 younger than it could be
+MAX_SWEEP_HOLD_S = 86_400.0  # a payment the sweep keeps finding unmarked is published again at least daily
+
+
+def sweep_hold(sweeps: int, grace_s: float) -> float:
+    """How long after its last publication a payment the sweep published `sweeps` times (0: only
+    the poll did) waits before the sweep publishes it again: the grace period, doubled each time."""
+    return grace_s if sweeps <= 0 else min(grace_s * 2.0 ** min(sweeps, 32), max(grace_s, MAX_SWEEP_HOLD_S))
 
 
 @dataclass(frozen=True)
@@ -39,6 +49,7 @@ class PublishedBatch:
     seq: int
     at: float  # unix time of publication
     positions: tuple[Position, ...]
+    sweeps: int = 0  # how often the sweep has published these keys (0: the poll published them)
 
     @property
     def newest(self) -> tuple[int, int]:
@@ -51,7 +62,7 @@ class RecentlyPublished:
 
     def __init__(self, batches: Iterable[PublishedBatch] = ()):
         self._batches: dict[int, PublishedBatch] = {}
-        self._by_key: dict[Key, tuple[int, float]] = {}
+        self._by_key: dict[Key, tuple[int, float, int]] = {}  # key -> (batch, published at, sweeps)
         self.next_seq = 1
         for batch in sorted(batches, key=lambda b: b.seq):
             self.add(batch)
@@ -66,23 +77,33 @@ class RecentlyPublished:
         found = self._by_key.get(key)
         return None if found is None else found[1]
 
+    def sweeps(self, key: Key) -> int:
+        """How often the sweep has published the key as far as remembered (0: not by the sweep)."""
+        found = self._by_key.get(key)
+        return 0 if found is None else found[2]
+
     def batches(self) -> list[PublishedBatch]:
         return [self._batches[s] for s in sorted(self._batches)]
 
-    def new_batches(self, positions: Sequence[Position], at: float) -> list[PublishedBatch]:
+    def new_batches(self, positions: Sequence[Position], at: float, *, swept: bool = False) -> list[PublishedBatch]:
         """`positions` as batches with the next sequence numbers (not added yet: that waits for the
-        commit; a transaction that fails leaves a gap in the numbers, nothing else)."""
+        commit; a transaction that fails leaves a gap in the numbers, nothing else). `swept`: the
+        sweep published them, each once more than it had before."""
+        groups: dict[int, list[Position]] = {}
+        for p in positions:
+            groups.setdefault(self.sweeps((p.jno, p.entno)) + 1 if swept else 0, []).append(p)
         out = []
-        for first in range(0, len(positions), KEYS_PER_BATCH):
-            out.append(PublishedBatch(self.next_seq, at, tuple(positions[first:first + KEYS_PER_BATCH])))
-            self.next_seq += 1
+        for sweeps, group in sorted(groups.items()):
+            for first in range(0, len(group), KEYS_PER_BATCH):
+                out.append(PublishedBatch(self.next_seq, at, tuple(group[first:first + KEYS_PER_BATCH]), sweeps))
+                self.next_seq += 1
         return out
 
     def add(self, batch: PublishedBatch) -> None:
         self._batches[batch.seq] = batch
         self.next_seq = max(self.next_seq, batch.seq + 1)
         for p in batch.positions:
-            self._by_key[(p.jno, p.entno)] = (batch.seq, batch.at)
+            self._by_key[(p.jno, p.entno)] = (batch.seq, batch.at, batch.sweeps)
 
     def remove(self, seqs: Iterable[int]) -> None:
         for seq in seqs:
@@ -94,11 +115,17 @@ class RecentlyPublished:
                 if self._by_key.get(key, (None,))[0] == seq:  # a later batch may hold it again
                     del self._by_key[key]
 
-    def expired(self, window_start: tuple[int, int] | None, now: float, grace_s: float) -> list[int]:
+    def expired(self, window_start: tuple[int, int] | None, now: float, grace_s: float,
+                sweep_interval_s: float = 0.0) -> list[int]:
         """Batches that matter no more: every row changed before the re-scan window, and published
-        longer than the grace period ago. Plus the oldest, while more than MAX_KEYS are held."""
+        longer than the grace period ago; one the sweep published, also a sweep interval after its
+        hold ended (so the next sweep still knows how often it published them). Plus the oldest,
+        while more than MAX_KEYS are held."""
+        def kept_s(b: PublishedBatch) -> float:
+            return grace_s if b.sweeps == 0 else sweep_hold(b.sweeps, grace_s) + sweep_interval_s + grace_s
+
         old = [b.seq for b in self._batches.values()
-               if b.at <= now - grace_s and (window_start is None or b.newest < window_start)]
+               if b.at <= now - kept_s(b) and (window_start is None or b.newest < window_start)]
         held = len(self._by_key) - sum(len(self._batches[s].positions) for s in old)
         for seq in sorted(self._batches):
             if held <= MAX_KEYS:

@@ -94,7 +94,8 @@ class CompanyWorker:
         self.credit_blocks = CreditBlockPoller(source, publisher, topics, zone, self.initial_state.blocks, cell=cell,
                                                page_size=p.page_size)
         self.payments = PaymentPoller(source, publisher, topics, zone, cell, page_size=p.page_size,
-                                      overlap_s=p.overlap_s, sweep_grace_s=p.sweep_grace_s, recent=self.recent)
+                                      overlap_s=p.overlap_s, sweep_grace_s=p.sweep_grace_s,
+                                      sweep_interval_s=p.sweep_interval_s, recent=self.recent)
         self.recent = self.payments.recent
         log.info("company %s: open; payments cursor %s, %s customers known",
                  self.label, self.initial_state.payments_cursor, len(self.initial_state.blocks),

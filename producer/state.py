@@ -111,13 +111,16 @@ def encode_block(block: CustomerBlock) -> bytes:
 
 
 def encode_published(batch: PublishedBatch) -> bytes:
-    return json.dumps({"at": batch.at, "keys": [_position(p) for p in batch.positions]},
-                      separators=(",", ":")).encode()
+    data: dict = {"at": batch.at, "keys": [_position(p) for p in batch.positions]}
+    if batch.sweeps:
+        data["sweeps"] = batch.sweeps
+    return json.dumps(data, separators=(",", ":")).encode()
 
 
 def decode_published(seq: int, raw: bytes) -> PublishedBatch:
     data = json.loads(raw)
-    return PublishedBatch(seq, float(data["at"]), tuple(Position(*k) for k in data["keys"]))
+    return PublishedBatch(seq, float(data["at"]), tuple(Position(*k) for k in data["keys"]),
+                          int(data.get("sweeps", 0)))  # (records of older versions: the poll's)
 
 
 def apply_record(states: dict[int, CompanyState], key: bytes, value: bytes | None) -> None:

@@ -231,7 +231,8 @@ class ProducerSettings(_Section):
                                     "payments (also soon after a start; the last sweep's time is kept in Kafka, so "
                                     "restarts do not put it off)")
     sweep_grace_s: float = Field(120.0, ge=0, le=86_400, description="the sweep publishes again only a payment still "
-                                 "unmarked this long after it was published (it may still be on its way)")
+                                 "unmarked this long after it was published (it may still be on its way); each "
+                                 "time the sweep has published it, it waits twice as long, up to a day")
 
     @model_validator(mode="before")
     @classmethod

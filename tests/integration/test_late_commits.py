@@ -163,6 +163,42 @@ def test_the_sweep_publishes_again_only_what_stayed_unmarked_a_grace_period_afte
     assert poller.poll_once().published == 0  # the re-scan does not take them for new either
 
 
+def test_a_payment_that_stays_unmarked_is_swept_again_twice_as_late_each_time_even_across_restarts(
+        postgres_company_db):
+    """One the consumer dead-lettered (say, its invoice is unknown in PowerOffice) stays unmarked:
+    sweeping it every five minutes for ever would only cost reads and Kafka writes."""
+    clock = Clock(START)
+    publisher = FakePublisher()
+    options = {"sweep_grace_s": 100, "sweep_interval_s": 300}
+    poller = poller_for(postgres_company_db, publisher, clock, **options)
+    with VismaDatabase(postgres_company_db) as db:
+        insert_custtr(db, [row_at(1, 1, clock())])
+    assert poller.poll_once().published == 1
+    swept_at = []
+    for _ in range(12):  # an hour of sweeps, every five minutes
+        clock.advance(300)
+        if poller.sweep_once().published:
+            swept_at.append((clock() - START).total_seconds())
+    assert swept_at == [300, 600, 1200, 2100]  # held 100 s, then 200, 400, 800 s (now 1,600 s)
+
+    states: dict = {}
+    for m in publisher.on_topic(TOPICS.producer_state):  # a restarted producer reads its state back
+        apply_record(states, m.key, m.value)
+    restarted = poller_for(postgres_company_db, FakePublisher(), clock, state=states[1], **options)
+    clock.advance(60)  # 3,660 s: 1,560 s since the last sweep published it
+    assert restarted.sweep_once().published == 0
+    clock.advance(60)
+    assert restarted.sweep_once().published_keys == ((1, 1),)  # 1,620 s: held 3,200 s from now
+    daily = []
+    for _ in range(24 * 12):  # the next day, a sweep every five minutes
+        clock.advance(300)
+        if restarted.sweep_once().published:
+            daily.append((clock() - START).total_seconds())
+    assert daily == [7020, 13620, 26520, 52320]  # not 288 times; held up to a day
+    clock.advance(86_400)
+    assert restarted.sweep_once().published_keys == ((1, 1),)  # and never longer than a day
+
+
 def test_the_sweep_publishes_a_row_committed_behind_the_cursor_and_beyond_the_rescan(postgres_company_db):
     """A transaction open longer than overlap_s: behind the re-scan window, so the sweep's."""
     clock = Clock(START)

@@ -94,3 +94,35 @@ def test_a_state_written_before_marks_existed_counts_its_cursor_as_published_lon
     assert state.cursor_marks == ((0.0, Position(20261127, 1000, 5, 1)),)
     assert state.last_sweep_at is None
     assert CompanyState.decode_into(CompanyState(1), state.encode()) == state
+
+
+def test_each_sweep_of_a_key_doubles_its_hold_up_to_a_day():
+    assert [recent.sweep_hold(n, 120) for n in range(5)] == [120, 240, 480, 960, 1920]
+    assert recent.sweep_hold(20, 120) == recent.sweep_hold(10_000, 120) == 86_400
+    assert recent.sweep_hold(3, 0) == 0  # no grace asked for: the sweep publishes every time
+    assert recent.sweep_hold(3, 100_000) == 100_000  # a grace beyond a day is not cut short
+
+
+def test_swept_keys_count_their_sweeps_and_keep_the_count_through_a_restart():
+    known = RecentlyPublished()
+    for b in known.new_batches([pos(0, 1), pos(0, 2)], at=100.0):  # the poll
+        known.add(b)
+    for b in known.new_batches([pos(0, 1), pos(0, 3)], at=400.0, swept=True):
+        known.add(b)
+    for b in known.new_batches([pos(0, 1)], at=900.0, swept=True):
+        known.add(b)
+    assert [known.sweeps((n, 1)) for n in (1, 2, 3, 4)] == [2, 0, 1, 0]
+    states: dict[int, CompanyState] = {}
+    for b in known.batches():
+        apply_record(states, published_key(3, b.seq), encode_published(b))
+    rebuilt = RecentlyPublished(states[3].published.values())
+    assert [rebuilt.sweeps((n, 1)) for n in (1, 2, 3)] == [2, 0, 1]
+
+
+def test_a_swept_batch_is_kept_until_a_sweep_after_its_hold_has_seen_it():
+    known = RecentlyPublished()
+    swept, = known.new_batches([pos(0, 1)], at=1000.0, swept=True)  # first sweep: held 240 s
+    known.add(swept)
+    window = (20261127, 1003)
+    assert known.expired(window, now=1000.0 + 240 + 300, grace_s=120, sweep_interval_s=300) == []
+    assert known.expired(window, now=1000.0 + 240 + 300 + 121, grace_s=120, sweep_interval_s=300) == [swept.seq]
