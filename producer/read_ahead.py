@@ -16,6 +16,7 @@ in-process instead.
 """
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import multiprocessing.forkserver
 import signal
@@ -30,6 +31,7 @@ from vb2po.errors import TransientError
 from vb2po.visma.db import VismaDatabase
 from vb2po.visma.queries import PaymentSelection, Position, pending_payments_page
 
+log = logging.getLogger(__name__)
 STOP_S = 5.0  # an idle child asked to stop exits at once; one that does not by then is killed
 
 # Children are forked from a server process that has imported these already (~20 ms a child
@@ -41,7 +43,10 @@ _CONTEXT.set_forkserver_preload([__name__])
 
 def prepare() -> None:
     """Start the server the read-ahead processes are forked from (else the first backlog waits for it)."""
-    multiprocessing.forkserver.ensure_running()
+    try:
+        multiprocessing.forkserver.ensure_running()
+    except OSError as exc:  # (the polls read in-process then, see `ReadAheadLost`)
+        log.warning("cannot start the read-ahead fork server: %s", exc)
 
 
 @dataclass(frozen=True)
