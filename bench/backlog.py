@@ -41,6 +41,8 @@ class BacklogResult:
     peak_rss_mb: float
     load_before: float  # 1-minute load average of the machine when publishing started (2 cores)
     ceiling: send_ceiling.CeilingResult | None = None  # the same events sent with nothing but kafka-python
+    children_cpu_seconds: float = 0.0  # of its child processes (the read-ahead process), sampled
+    children_peak_rss_mb: float = 0.0
 
     @property
     def of_ceiling(self) -> float | None:
@@ -54,6 +56,10 @@ class BacklogResult:
     @property
     def cpu_us_per_event(self) -> float:
         return self.cpu_seconds / self.committed_in_topic * 1e6
+
+    @property
+    def children_cpu_us_per_event(self) -> float:
+        return self.children_cpu_seconds / self.committed_in_topic * 1e6
 
 
 def _consumer(bootstrap: str) -> KafkaConsumer:
@@ -131,7 +137,9 @@ def run(kind: str, backlog: int, *, workdir: Path, pg: PostgresServer, bootstrap
     print(f"  {kind} backlog {backlog:,}: producer peak RSS by stage (MB): {out['peak_rss_by_stage_mb']}", file=sys.stderr)
     committed, distinct, records = count_committed(bootstrap, topic, keep=ceiling)
     result = BacklogResult(kind, backlog, table_rows, out["published"], committed, distinct, out["seconds"],
-                           out["cpu_seconds"], out["rss_before_poll_mb"], out["peak_rss_mb"], load_before)
+                           out["cpu_seconds"], out["rss_before_poll_mb"], out["peak_rss_mb"], load_before,
+                           children_cpu_seconds=out["children_cpu_seconds"],
+                           children_peak_rss_mb=out["children_peak_rss_mb"])
     if not (result.published == result.committed_in_topic == result.distinct_event_ids == backlog):
         raise AssertionError(f"{kind}: wanted {backlog:,} events, producer said {result.published:,}, topic holds "
                              f"{committed:,} committed records with {distinct:,} distinct event ids")

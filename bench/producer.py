@@ -41,15 +41,18 @@ def _step(message: str) -> None:
 def report(results: list[BacklogResult], idle: list[IdleResult], idle_info: dict | None, wall_s: float) -> str:
     lines = ["", "Producer benchmark (2-core machine; 1-node Kafka, PostgreSQL and SQLite over ODBC on 127.0.0.1)", ""]
     lines.append(f"{'database':<11} {'backlog':>8} {'CustTr rows':>11} {'committed':>10} {'seconds':>8} "
-                 f"{'events/s':>9} {'CPU us/event':>12} {'RSS before':>10} {'peak RSS':>9} {'load':>5} "
-                 f"{'ceiling/s':>9} {'CPU us/event':>12} {'load':>5} {'of ceiling':>10}")
+                 f"{'events/s':>9} {'CPU us/event':>12} {'+ child':>7} {'RSS before':>10} {'peak RSS':>9} "
+                 f"{'child RSS':>9} {'load':>5} {'ceiling/s':>9} {'CPU us/event':>12} {'load':>5} {'of ceiling':>10}")
     for r in results:
         c = r.ceiling
         ceiling = (f"{c.events_per_s:>9,.0f} {c.cpu_seconds / c.events * 1e6:>12.0f} {c.load_before:>5.2f} "
                    f"{100 * r.of_ceiling:>9.0f}%") if c and r.of_ceiling is not None else f"{'-':>9} {'-':>12} {'-':>5} {'-':>10}"
         lines.append(f"{r.database:<11} {r.backlog:>8,} {r.table_rows:>11,} {r.committed_in_topic:>10,} {r.seconds:>8.2f} "
-                     f"{r.events_per_s:>9,.0f} {r.cpu_us_per_event:>12.0f} {r.rss_before_poll_mb:>8.0f}MB "
-                     f"{r.peak_rss_mb:>7.0f}MB {r.load_before:>5.2f} {ceiling}")
+                     f"{r.events_per_s:>9,.0f} {r.cpu_us_per_event:>12.0f} {r.children_cpu_us_per_event:>7.0f} "
+                     f"{r.rss_before_poll_mb:>8.0f}MB {r.peak_rss_mb:>7.0f}MB {r.children_peak_rss_mb:>7.0f}MB "
+                     f"{r.load_before:>5.2f} {ceiling}")
+    lines += ["", "CPU us/event: the producer process (all threads); + child: its read-ahead process besides "
+                  "(producer/read_ahead.py; sampled every 0.1 s), whose peak RSS is child RSS"]
     if any(r.ceiling for r in results):
         lines += ["", "ceiling: the same events (bytes, keys, headers, order) sent right after each run into a fresh topic "
                       "with as many partitions, by a bare transactional KafkaProducer with vb2po's client settings, "

@@ -17,7 +17,6 @@ one the consumer dead-lettered stays unmarked, and is not sent again every sweep
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Callable
@@ -25,6 +24,7 @@ from zoneinfo import ZoneInfo
 
 from producer.cursor import advance, is_after, poll_start, stamp_of, upper_bound, window_stamp
 from producer.publisher import Outgoing, Publisher
+from producer.read_ahead import PageSource, ReadAhead, ReadAheadLost
 from producer.reading import UnreadableRow, read_page
 from producer.recent import RecentlyPublished, horizon, mark_cursor, sweep_hold
 from producer.rows import BadRow, EncodedPayment, PaymentRow, RowReader, row_position
@@ -77,50 +77,6 @@ class PollOutcome:
 
 
 QUIET = PollOutcome()
-
-
-class _ReadAhead:
-    """The next page read, and its rows encoded as events, on a thread of its own while this page is
-    published; `result()` waits for them (or raises the read's error).
-
-    The rows are encoded there too (events do not depend on the state this page's transaction
-    moves): while the publisher waits for its commit, the GIL is free for it."""
-
-    def __init__(self, read: Callable[[Position | None], list], start: Position | None,
-                 encoder: Callable[[], Callable[[PaymentRow], EncodedPayment]]):
-        self._rows: list | None = None
-        self._encoded: dict[int, EncodedPayment | BadRow] = {}
-        self._positions: dict[int, Position | None] = {}
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, args=(read, start, encoder), name="payments-read-ahead",
-                                        daemon=True)
-        self._thread.start()
-
-    def _run(self, read: Callable[[Position | None], list], start: Position | None,
-             encoder: Callable[[], Callable[[PaymentRow], EncodedPayment]]) -> None:
-        try:
-            self._rows = rows = read(start)
-            encoded, out, positions = encoder(), self._encoded, self._positions
-            for row in rows:
-                positions[id(row)] = _position(row)
-                if not isinstance(row, UnreadableRow):
-                    try:
-                        out[id(row)] = encoded(row)
-                    except BadRow as exc:
-                        out[id(row)] = exc
-        except BaseException as exc:  # noqa: BLE001 - handed to whoever waits for the rows
-            self._error = exc
-
-    def result(self) -> tuple[list, dict[int, EncodedPayment | BadRow], dict[int, Position | None]]:
-        """The rows, and by each row's id() its event or why it has none, and its position."""
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        assert self._rows is not None
-        return self._rows, self._encoded, self._positions
-
-    def discard(self) -> None:
-        self._thread.join()
 
 
 def _key(row: PaymentRow | UnreadableRow) -> tuple[int, int] | None:
@@ -201,7 +157,8 @@ class PaymentPoller:
         rows = read(after)
         encoded: dict[int, EncodedPayment | BadRow] = {}
         positions: dict[int, Position | None] | None = None
-        ahead: _ReadAhead | None = None
+        ahead: ReadAhead | None = None  # started at the first full page, stopped when the poll ends
+        ahead_lost = False  # it died: this poll reads in-process; the next one starts another
         try:
             while True:
                 start = after
@@ -213,11 +170,17 @@ class PaymentPoller:
                 last = next((p for p in map(position_of, reversed(rows)) if p is not None), None)
                 # (a full page that does not move on would be read again and again)
                 more = not (len(rows) < self.page_size or last is None or (start is not None and not is_after(last, start)))
-                if more and db.one_connection:
-                    # The next page is read and encoded on another thread while this one is published
-                    # (it runs while the publisher waits for the broker); nothing else uses the
-                    # company's connection meanwhile.
-                    ahead = _ReadAhead(read, last, lambda: self.reader.encoder(self.clock()))
+                requested = False
+                if more and db.one_connection and not ahead_lost:
+                    # The next page is read and encoded in another process while this one is published
+                    # (producer.read_ahead), from this page's last row: it keeps no cursor of its own.
+                    try:
+                        ahead = ahead or ReadAhead(self._page_source())
+                        ahead.request(last, upper, self.clock())
+                        requested = True
+                    except ReadAheadLost as exc:
+                        self._lost(ahead, exc)
+                        ahead, ahead_lost = None, True
                 wanted = self._not_yet_published(rows, position_of)
                 page = self._publish(wanted, move_cursor=True, encoded=encoded, position_of=position_of) if wanted \
                     else PollOutcome()
@@ -227,15 +190,32 @@ class PaymentPoller:
                 if not more:
                     break
                 after = last
-                if ahead is not None:
-                    (rows, encoded, positions), ahead = ahead.result(), None
-                else:
+                rows, encoded, positions = [], {}, None
+                if requested and ahead is not None:
+                    try:
+                        rows, encoded, positions = ahead.result()
+                    except ReadAheadLost as exc:
+                        self._lost(ahead, exc)
+                        ahead, ahead_lost = None, True
+                        requested = False
+                if not requested:
                     rows = read(after)
         finally:
-            if ahead is not None:  # (publishing failed: the poll is over, and the connection is free again)
-                ahead.discard()
+            if ahead is not None:  # (also when publishing failed: a page read ahead then is nobody's)
+                ahead.close()
         self._quiet = counts.published == 0
         return replace(counts, published_keys=tuple(keys))
+
+    def _page_source(self) -> PageSource:
+        db = self.source.db
+        return PageSource(db.connection_string, db.dialect.name.value, self.source.selection, self.reader, self.page_size)
+
+    def _lost(self, ahead: ReadAhead | None, exc: ReadAheadLost) -> None:
+        """The read-ahead process died (a transient trouble, not the poll's): say so and stop what is left of it."""
+        log.warning("company %s: %s; reading in-process for the rest of this poll", self.company_no, exc,
+                    extra={"company": self.company_no})
+        if ahead is not None:
+            ahead.close()
 
     def _probe(self) -> int | None:
         """After a poll that published nothing, the next ones ask first for keys and change stamps

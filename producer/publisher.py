@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from typing import Callable, NamedTuple, Protocol
 
-from kafka import KafkaProducer
+from kafka import KafkaProducer, TopicPartition
 from kafka.errors import KafkaError, KafkaTimeoutError, ProducerFencedError
 from kafka.partitioner.default import murmur2
 
@@ -20,6 +20,7 @@ from vb2po.settings import KafkaSettings
 log = logging.getLogger(__name__)
 
 MAX_REMEMBERED_KEYS = 200_000  # keys whose partition a publisher remembers per topic (~20 MB at most)
+SMALL_RECORD = 64 * 1024  # bytes of key and value up to which a record skips send()'s checks (_TransactionAppender)
 COMMIT_TIMEOUT_S = 15.0  # a commit not acknowledged by then is given up (the coordinator's broker died mid-commit)
 
 
@@ -49,6 +50,37 @@ def _UNPLACED(key: bytes | None) -> int | None:
     return None
 
 
+class _TransactionAppender:
+    """Records of one transaction put into kafka-python's accumulator the way `KafkaProducer.send()`
+    puts them there, without what send() does again for every record (~a third of it, py-spy,
+    BENCHMARKS.md "Producer"): each partition is added to the transaction once, not per record;
+    headers, key and value are this publisher's own bytes; the partition is known. A record
+    larger than `SMALL_RECORD` is left to send() and its size checks (returns False).
+
+    Uses kafka-python internals (the accumulator, the transaction manager, the sender), which
+    tests/unit/test_publisher_partitions.py pins: it fails when they change."""
+
+    def __init__(self, producer: KafkaProducer):
+        self._accumulator = producer._accumulator
+        self._transaction = producer._transaction_manager
+        self._wake_sender = producer._sender.wakeup
+        self._added: dict[tuple[str, int], TopicPartition] = {}
+
+    def __call__(self, topic: str, partition: int, key: bytes, value: bytes | None,
+                 headers: list[tuple[str, bytes]]) -> bool:
+        if len(key) + (len(value) if value else 0) > SMALL_RECORD:
+            return False
+        tp = self._added.get((topic, partition))
+        if tp is None:
+            tp = TopicPartition(topic, partition)
+            self._transaction.maybe_add_partition_to_transaction(tp)  # (also raises if the producer failed)
+            self._added[(topic, partition)] = tp
+        _, batch_is_full, new_batch, _ = self._accumulator.append(tp, None, key, value, headers)
+        if batch_is_full or new_batch:
+            self._wake_sender()
+        return True
+
+
 class Publisher(Protocol):
     def publish(self, messages: list[Outgoing]) -> None:
         """All messages (events, dead letters, state records) in one transaction."""
@@ -74,14 +106,17 @@ class KafkaTransactionalPublisher:
             producer.begin_transaction()
             headers = version_header(self.settings_version)
             partitioners: dict[str, Callable[[bytes | None], int | None]] = {}
+            append = _TransactionAppender(producer)
             for m in messages:
                 partition_of = partitioners.get(m.topic)
                 if partition_of is None:
                     partition_of = self._partitioner(producer, m.topic)
                     if partition_of is not _UNPLACED:  # (else asked again once send() has the topic's metadata)
                         partitioners[m.topic] = partition_of
-                producer.send(m.topic, key=m.key, value=m.value, headers=headers + list(m.headers) if m.headers else headers,
-                              partition=partition_of(m.key))
+                record_headers = headers + list(m.headers) if m.headers else headers
+                partition = partition_of(m.key)
+                if partition is None or not append(m.topic, partition, m.key, m.value, record_headers):
+                    producer.send(m.topic, key=m.key, value=m.value, headers=record_headers, partition=partition)
             self._commit(producer)
         except ProducerFencedError as exc:
             raise ProducerFenced(f"producer {self._transactional_id} was fenced by a newer instance") from exc

@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 
 from prometheus_client import Gauge
 
+from producer import read_ahead
 from producer.credit_blocks import CreditBlockPoller
 from producer.payments import PaymentPoller, PollOutcome
 from producer.publisher import KafkaTransactionalPublisher, ProducerFenced
@@ -241,6 +242,7 @@ class ProducerService:
 
     def start(self) -> "ProducerService":
         ensure_topics(self.settings.kafka)
+        read_ahead.prepare()  # (now, not in the first backlog's poll)
         # The operators' changes (`vb2po config set`) on top of the file, followed while running.
         self.live = follow_settings(self.settings)
         self.settings = self.live.settings

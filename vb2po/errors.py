@@ -13,6 +13,9 @@ class Vb2poError(Exception):
         if reason is not None:
             self.reason = reason
 
+    def __reduce__(self):  # (pickled from a child process: with its reason, which is not an argument of `args`)
+        return type(self), self.args, self.__dict__
+
     @property
     def exception_class(self) -> str:
         """The class of the exception this one stands for (the original, when it was mapped)."""

@@ -23,6 +23,7 @@ from tests.kafka_reading import read_committed
 from tests.services import wait_for
 from vb2po import metrics
 from vb2po.kafka.topics import ensure_topics
+from vb2po.live_settings import version_in
 from vb2po.visma.company import open_company
 from vb2po.visma.db import VismaDatabase
 
@@ -66,6 +67,31 @@ def test_a_second_producer_for_the_same_company_fences_the_first(make_settings, 
     older.close(), newer.close()
     values = [r.value for r in read_committed(settings.kafka.bootstrap_servers, topic)]
     assert values == [b"from the older instance", b"from the newer instance"]
+
+
+def test_records_appended_past_send_and_through_send_arrive_alike(make_settings, sqlite_company_db):
+    """The publisher puts small records into kafka-python's accumulator itself (`_TransactionAppender`)
+    and leaves large ones to send(): each lands in its key's partition with its headers, in one
+    transaction, and a later transaction adds its partitions again."""
+    settings = make_settings({1: sqlite_company_db})
+    ensure_topics(settings.kafka)
+    topic = settings.kafka.topics.payments
+    publisher = KafkaTransactionalPublisher(settings.kafka, transactional_id(1))
+    publisher.settings_version = 7
+    big = b"x" * 100_000
+    first = [Outgoing(topic, f"customer-{n}".encode(), f"event {n}".encode(), (("republished", b"1"),)) for n in range(30)]
+    publisher.publish(first + [Outgoing(topic, b"customer-big", big)])
+    publisher.publish([Outgoing(topic, f"customer-{n}".encode(), f"again {n}".encode()) for n in range(30)])
+    publisher.close()
+    records = read_committed(settings.kafka.bootstrap_servers, topic)
+    assert sorted(r.value for r in records) == sorted([f"event {n}".encode() for n in range(30)] + [big] +
+                                                      [f"again {n}".encode() for n in range(30)])
+    partitions: dict[bytes, set[int]] = {}
+    for r in records:
+        partitions.setdefault(r.key, set()).add(r.partition)
+        assert (dict(r.headers).get("republished") == b"1") == r.value.startswith(b"event ")
+        assert version_in(r.headers) == 7
+    assert all(len(p) == 1 for p in partitions.values()) and len({min(p) for p in partitions.values()}) > 1
 
 
 def test_late_commits_are_published_by_the_next_poll_or_beyond_the_overlap_by_the_safety_net(make_settings, postgres_company_db):

@@ -51,3 +51,26 @@ def test_added_partitions_place_every_key_again_and_unknown_topics_are_left_to_k
         assert partition == DefaultPartitioner().partition("payments", key, key, b"", b"", metadata)
     assert publisher._partitioner(SimpleNamespace(_metadata=metadata), "unknown")(key) is None
     assert publisher._partitioner(SimpleNamespace(_metadata=metadata), "payments")(None) is None
+
+
+def test_the_kafka_python_internals_the_publisher_appends_through_are_still_there():
+    """`_TransactionAppender` does what `KafkaProducer.send()` does with a record, less its per-record
+    checks, through kafka-python internals. If this fails, kafka-python changed them: read its
+    send() again before adjusting the appender (or let the publisher call send() for every record)."""
+    import inspect
+
+    from kafka import KafkaProducer
+    from kafka.producer.record_accumulator import RecordAccumulator
+    from kafka.producer.transaction_manager import TransactionManager
+
+    send = inspect.getsource(KafkaProducer.send)
+    for step in ("self._transaction_manager.maybe_add_partition_to_transaction(tp)",
+                 "self._accumulator.append(tp, timestamp_ms, key_bytes, value_bytes, headers,",
+                 "future, batch_is_full, new_batch_created, abort_for_new_batch = result",
+                 "if batch_is_full or new_batch_created:",
+                 "self._sender.wakeup()"):
+        assert step in send, f"KafkaProducer.send() no longer does {step!r}"
+    assert list(inspect.signature(RecordAccumulator.append).parameters)[:6] == \
+        ["self", "tp", "timestamp_ms", "key", "value", "headers"]
+    assert list(inspect.signature(TransactionManager.maybe_add_partition_to_transaction).parameters) == \
+        ["self", "topic_partition"]

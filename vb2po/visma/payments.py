@@ -35,6 +35,9 @@ class BadRow(ValueError):
         super().__init__(message)
         self.reason = reason
 
+    def __reduce__(self):  # (pickled by the producer's read-ahead process: both arguments, not only the message)
+        return type(self), (self.reason, str(self))
+
 
 @dataclass(slots=True)  # (not frozen: a frozen dataclass costs ~4x to build, and one is built per record of every poll)
 class PaymentRow:
