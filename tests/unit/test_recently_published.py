@@ -99,6 +99,7 @@ def test_a_state_written_before_marks_existed_counts_its_cursor_as_published_lon
 def test_each_sweep_of_a_key_doubles_its_hold_up_to_a_day():
     assert [recent.sweep_hold(n, 120) for n in range(5)] == [120, 240, 480, 960, 1920]
     assert recent.sweep_hold(20, 120) == recent.sweep_hold(10_000, 120) == 86_400
+    assert recent.sweep_hold(-3, 120) == 120  # a count no producer writes: the grace period, no less
     assert recent.sweep_hold(3, 0) == 0  # no grace asked for: the sweep publishes every time
     assert recent.sweep_hold(3, 100_000) == 100_000  # a grace beyond a day is not cut short
 
