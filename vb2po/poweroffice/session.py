@@ -10,7 +10,6 @@ the host would otherwise replace with a Basic one.
 from __future__ import annotations
 
 import os
-import threading
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -22,8 +21,8 @@ class EnvironmentOnceSession(requests.Session):
     def __init__(self) -> None:
         super().__init__()
         self.trust_env = False  # requests' per-request look-ups; `_environment_for` does them once
+        # (two lanes that miss an origin together both read the environment: the same answer)
         self._by_origin: dict[str, tuple[dict[str, str], bool | str]] = {}
-        self._lock = threading.Lock()
 
     def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
         proxies, verify = self._environment_for(url if isinstance(url, str) else url.decode())
@@ -39,8 +38,7 @@ class EnvironmentOnceSession(requests.Session):
         origin = f"{parts.scheme}://{parts.netloc}"
         found = self._by_origin.get(origin)
         if found is None:
-            with self._lock:
-                proxies = dict(get_environ_proxies(url))  # empty when no_proxy covers the host
-                verify: bool | str = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
-                found = self._by_origin[origin] = (proxies, verify)
+            proxies = dict(get_environ_proxies(url))  # empty when no_proxy covers the host
+            verify: bool | str = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+            found = self._by_origin[origin] = (proxies, verify)
         return found
