@@ -22,6 +22,8 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Protocol
 
+from kafka import KafkaProducer
+
 from schemas.events import PaymentEvent
 from vb2po import metrics
 from vb2po.kafka.clients import plain_producer
@@ -81,9 +83,11 @@ class KafkaAppliedLog:
     """Records go out in batches (the lanes do not wait for them); the consumer flushes before it
     commits an offset, so a record is durable (acks=all) before the offset passes its payment."""
 
-    def __init__(self, kafka: KafkaSettings):
+    def __init__(self, kafka: KafkaSettings, producer: KafkaProducer | None = None):
+        """`producer`: the consumer process's shared one (closed by its owner), else one of its own."""
         self.topic = kafka.topics.applied
-        self._producer = plain_producer(kafka, "vb2po-consumer-applied", linger_ms=20)
+        self._own_producer = producer is None
+        self._producer = producer or plain_producer(kafka, "vb2po-consumer-applied", linger_ms=20)
 
     def record(self, payment: AppliedPayment) -> None:
         try:
@@ -107,7 +111,8 @@ class KafkaAppliedLog:
                       "payments", self.topic, type(exc).__name__)
 
     def close(self) -> None:
-        self._producer.close(timeout=10)
+        if self._own_producer:
+            self._producer.close(timeout=10)
 
 
 class FakeAppliedLog:

@@ -128,9 +128,11 @@ def _count_payments(entries) -> int:
 class KafkaDeadLetterMemory:
     """Fingerprints in a compacted topic (key: fingerprint; a tombstone: redriven)."""
 
-    def __init__(self, kafka: KafkaSettings):
+    def __init__(self, kafka: KafkaSettings, producer: KafkaProducer | None = None):
+        """`producer`: the consumer process's shared one (closed by its owner), else one of its own."""
         self.topic = kafka.topics.dead_lettered
-        self._producer = plain_producer(kafka, "vb2po-consumer-dead-lettered")
+        self._own_producer = producer is None
+        self._producer = producer or plain_producer(kafka, "vb2po-consumer-dead-lettered")
         self._entries: dict[str, dict] = {}
         self._lock = threading.Lock()
         self._reader = CompactedTopicReader(kafka, self.topic, self._apply)  # tombstones too: a redrive
@@ -170,5 +172,6 @@ class KafkaDeadLetterMemory:
             return _count_payments(self._entries.values())
 
     def close(self) -> None:
-        self._producer.close(timeout=10)
+        if self._own_producer:
+            self._producer.close(timeout=10)
         self._reader.close()

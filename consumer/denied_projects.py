@@ -10,6 +10,8 @@ import json
 import threading
 from typing import Protocol
 
+from kafka import KafkaProducer
+
 from vb2po.errors import TransientError
 from vb2po.kafka.clients import plain_producer
 from vb2po.kafka.compacted import CompactedTopicReader
@@ -52,9 +54,11 @@ class FakeDeniedProjectsStore:
 
 
 class KafkaDeniedProjectsStore:
-    def __init__(self, kafka: KafkaSettings):
+    def __init__(self, kafka: KafkaSettings, producer: KafkaProducer | None = None):
+        """`producer`: the consumer process's shared one (closed by its owner), else one of its own."""
         self.topic = kafka.topics.consumer_state
-        self._producer = plain_producer(kafka, "vb2po-consumer-state")
+        self._own_producer = producer is None
+        self._producer = producer or plain_producer(kafka, "vb2po-consumer-state")
         self._reader = CompactedTopicReader(kafka, self.topic, self._apply)
         self._data: dict[tuple[int, int], frozenset[int]] = {}
         self._lock = threading.Lock()
@@ -89,5 +93,6 @@ class KafkaDeniedProjectsStore:
             return sum(1 for (c, _), ids in self._data.items() if c == company_no and ids)
 
     def close(self) -> None:
-        self._producer.close(timeout=10)
+        if self._own_producer:
+            self._producer.close(timeout=10)
         self._reader.close()

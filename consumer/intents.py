@@ -26,6 +26,7 @@ import uuid
 from dataclasses import asdict, dataclass
 from typing import Protocol
 
+from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
 from vb2po.errors import TransientError
@@ -172,9 +173,11 @@ class KafkaIntentStore(_LogReads):
     A claim is sent with acks=all and waited for, then the topic is read up to it to learn what
     came before it."""
 
-    def __init__(self, kafka: KafkaSettings):
+    def __init__(self, kafka: KafkaSettings, producer: KafkaProducer | None = None):
+        """`producer`: the consumer process's shared one (closed by its owner), else one of its own."""
         self.topic = kafka.topics.intents
-        self._producer = plain_producer(kafka, "vb2po-consumer-intents")
+        self._own_producer = producer is None
+        self._producer = producer or plain_producer(kafka, "vb2po-consumer-intents")
         self._log = _Log()
         self._lock = threading.Lock()  # the log's state
         self._reading = threading.Lock()  # one reader at a time
@@ -222,5 +225,6 @@ class KafkaIntentStore(_LogReads):
             log.warning("could not clear the intent for %s (%s)", reference, exc)
 
     def close(self) -> None:
-        self._producer.close(timeout=10)
+        if self._own_producer:
+            self._producer.close(timeout=10)
         self._reader.close()
