@@ -75,6 +75,7 @@ class ApplyResult:
     calls: dict[str, dict[str, int]] = field(default_factory=dict)
     calls_total: int = 0
     rate_limited: int = 0
+    most_open: int = 0  # the most PowerOffice requests the sandbox had open at once
     retries_rate_limited: int = 0
     dead_letters: int = 0
     peak_rss_mb: float = 0.0
@@ -154,6 +155,7 @@ def _apply_all(world: ConsumerWorld, label: str, workdir: Path, timeout: float) 
         label=label, payments=n, vouchers=len(created), markers=world.markers(), seconds=seconds, wall_s=wall,
         payments_per_s=(len(created) - 1) / seconds if seconds > 0 else float("nan"),
         calls=stats["requests"], calls_total=stats["total"], rate_limited=stats["rate_limited"],
+        most_open=stats["most_open"],
         retries_rate_limited=int(counter(metrics, "vb2po_consumer_retries_total", reason="rate_limited")),
         dead_letters=int(counter(metrics, "vb2po_consumer_dead_letters_total")),
         peak_rss_mb=consumer.peak_rss_mb, cpu_s=cpu_s, load=os.getloadavg()[0],
@@ -166,6 +168,9 @@ def throughput_at_latency(workdir: Path, bootstrap: str, *, payments: int, laten
         world.sandbox.control.set_faults(latency_ms=latency_ms)
         bound = DEFAULT_CONCURRENCY / (latency_ms / 1000)
         result = _apply_all(world, "a", workdir, timeout=payments / (0.2 * bound) + 120)
+        if result.most_open > DEFAULT_CONCURRENCY:  # then the bound is no bound: the figure means nothing
+            raise RuntimeError(f"a: the consumer had {result.most_open} PowerOffice requests open at once, more "
+                               f"than consumer.concurrency {DEFAULT_CONCURRENCY}")
         result.ceiling_per_s = request_ceiling(world, DEFAULT_CONCURRENCY, CEILING_S)
         return result
     finally:
@@ -329,6 +334,8 @@ def report(a: ApplyResult | None, b: ApplyResult | None, c: ReplayResult | None,
             f"    vouchers {a.vouchers:,}, markers {a.markers:,}, dead letters {a.dead_letters}, "
             f"peak RSS {a.peak_rss_mb:.0f} MB; "
             f"consumer CPU {a.cpu_s / a.payments * 1e3:.2f} ms/payment (start-up included); load {a.load:.1f}",
+            f"    at most {a.most_open} PowerOffice requests open at once (the sandbox's count; consumer.concurrency "
+            f"{DEFAULT_CONCURRENCY}: the bound assumes no more)",
             f"    calls: {_calls(a)}",
         ]
     if b:

@@ -50,14 +50,21 @@ SETTLE_MARGIN_S = 5.0  # a request another consumer sent is over this long after
 def build_apis(settings: Settings, routes: dict[int, Route]) -> dict[int, PowerOfficeClient]:
     po = settings.poweroffice
     limiter = limiter_for(po.requests_per_second, settings.consumer.instances)  # one budget per process
+    in_flight = threading.BoundedSemaphore(settings.consumer.concurrency)  # one window per process
     return {
         company_no: PowerOfficeClient(
             api_url=po.api_url, token_url=po.token_url, application_key=po.application_key,
             client_key=route.client.client_key, subscription_key=po.subscription_key, timeout=po.timeout_s,
-            rate_limiter=limiter,
+            rate_limiter=limiter, in_flight=in_flight,
         )
         for company_no, route in routes.items()
     }
+
+
+def lanes_for(concurrency: int) -> int:
+    """Customers applied at once: half as many again as PowerOffice requests may be open, so that
+    while some lanes claim, mark and read Kafka, the others keep the request window full."""
+    return concurrency + (concurrency + 1) // 2
 
 
 def build_visma(settings: Settings, routes: dict[int, Route]) -> dict[int, VismaCompanyPayments]:
@@ -227,7 +234,7 @@ class ConsumerService:
         self._consumer = consumer
         self._checked, self._suspects, self._isolation, self._held, self._commits = set(), {}, None, {}, {}
         self._rebalancing_since = None
-        lanes = KeyedLanes(consumer_settings.concurrency, name="apply")
+        lanes = KeyedLanes(lanes_for(consumer_settings.concurrency), name="apply")
         paused = False
         next_lag = 0.0
         try:

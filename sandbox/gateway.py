@@ -71,6 +71,7 @@ class GatewayMiddleware:
                 outcome["status"] = message["status"]
             await send(message)
 
+        self.state.stats.opened()
         try:
             if scope["path"].startswith(API_PREFIX):
                 scope["query_string"] = canonical_query(scope.get("query_string", b""))
@@ -78,6 +79,7 @@ class GatewayMiddleware:
             else:
                 await self.app(scope, receive, recording_send)
         finally:
+            self.state.stats.closed()
             self.state.stats.record(scope["method"], scope["path"], LOST if outcome["lost"] else outcome["status"])
 
     async def _api(self, scope: Scope, receive: Receive, send: Send, outcome: dict[str, Any]) -> None:

@@ -21,6 +21,17 @@ class RequestStats:
         self._lock = threading.Lock()
         self._counts: Counter[tuple[str, str]] = Counter()
         self._rate_limited = 0
+        self._open = 0  # API requests being handled now
+        self._most_open = 0  # the most at once since the last reset: what a client's window really was
+
+    def opened(self) -> None:
+        with self._lock:
+            self._open += 1
+            self._most_open = max(self._most_open, self._open)
+
+    def closed(self) -> None:
+        with self._lock:
+            self._open -= 1
 
     def record(self, method: str, path: str, status: int | str) -> None:
         with self._lock:
@@ -36,10 +47,12 @@ class RequestStats:
         with self._lock:
             self._counts.clear()
             self._rate_limited = 0
+            self._most_open = self._open
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
             by_endpoint: dict[str, dict[str, int]] = {}
             for (endpoint, status), n in sorted(self._counts.items()):
                 by_endpoint.setdefault(endpoint, {})[status] = n
-            return {"requests": by_endpoint, "total": sum(self._counts.values()), "rate_limited": self._rate_limited}
+            return {"requests": by_endpoint, "total": sum(self._counts.values()), "rate_limited": self._rate_limited,
+                    "most_open": self._most_open}

@@ -250,7 +250,9 @@ class ProducerSettings(_Section):
 class ConsumerSettings(_Section):
     """How each consumer instance applies events."""
 
-    concurrency: int = Field(16, ge=1, le=256, description="customers applied at the same time per instance")
+    concurrency: int = Field(16, ge=1, le=256, description="PowerOffice requests open at once per instance; "
+                             "half as many again customers are applied at once, so their Kafka and Visma work "
+                             "overlaps the requests")
     max_in_flight: int = Field(5000, ge=1, le=1_000_000, description="records taken from Kafka but not yet done, before pausing")
     instances: int = Field(1, ge=1, le=1000, description="consumer instances sharing PowerOffice's rate limit (each takes 1/n)")
     instance_id: str | None = Field(None, max_length=249, description="static group membership (e.g. the StatefulSet pod name): "

@@ -33,8 +33,10 @@ posting a payment is one request.
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
+import threading
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Iterable
@@ -119,9 +121,13 @@ class PowerOfficeClient:
     def __init__(self, api_url: str, token_url: str, application_key: SecretStr | str, client_key: SecretStr | str,
                  subscription_key: SecretStr | str, timeout: float | tuple[float, float] = 10.0, *,
                  session: requests.Session | None = None, page_size: int = PAGE_SIZE,
-                 rate_limiter: RateLimiter | Unlimited | None = None):
+                 rate_limiter: RateLimiter | Unlimited | None = None,
+                 in_flight: threading.Semaphore | None = None):
+        """`in_flight`: a slot is held for each request on its way (shared by the clients of one
+        process: no more than its size of requests are ever open at once)."""
         self._api_url = api_url.rstrip("/")
         self._limiter = rate_limiter or Unlimited()
+        self._in_flight: threading.Semaphore | contextlib.nullcontext = in_flight or contextlib.nullcontext()
         self._subscription_key = subscription_key
         self._timeout = timeout
         self._page_size = page_size
@@ -262,15 +268,16 @@ class PowerOfficeClient:
         body = jsonmoney.dumps(json_body) if json_body is not None else None
         endpoint = endpoint_label(path)
         for attempt in (1, 2):
-            token = self.tokens.token()
             self._limiter.acquire()
-            headers = {"Authorization": f"Bearer {token}", SUBSCRIPTION_HEADER: reveal(self._subscription_key),
-                       "Accept": "application/json"}
-            if body is not None:
-                headers["Content-Type"] = content_type
             try:
-                response = self._session.request(method, self._api_url + path, params=params, data=body,
-                                                 headers=headers, timeout=self._timeout)
+                with self._in_flight:  # (a token fetched now counts as one of the requests open)
+                    token = self.tokens.token()
+                    headers = {"Authorization": f"Bearer {token}", SUBSCRIPTION_HEADER: reveal(self._subscription_key),
+                               "Accept": "application/json"}
+                    if body is not None:
+                        headers["Content-Type"] = content_type
+                    response = self._session.request(method, self._api_url + path, params=params, data=body,
+                                                     headers=headers, timeout=self._timeout)
             except requests.RequestException as exc:
                 metrics.PO_REQUESTS.labels(endpoint, "error").inc()
                 raise classify(exc) from exc
