@@ -16,6 +16,7 @@ record, so no single message grows with the number of customers:
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
 
@@ -23,6 +24,8 @@ from producer.recent import Mark, PublishedBatch
 from vb2po.kafka.compacted import CompactedTopicReader
 from vb2po.settings import KafkaSettings
 from vb2po.visma.queries import Position
+
+log = logging.getLogger(__name__)
 
 MAX_REMEMBERED_BAD_ROWS = 10_000
 
@@ -66,20 +69,33 @@ class CompanyState:
     @staticmethod
     def decode_into(state: "CompanyState", raw: bytes) -> "CompanyState":
         data = json.loads(raw)
-        cur = data.get("payments_cursor")
-        marks = tuple((float(m[0]), Position(*m[1:5])) for m in data.get("cursor_marks") or ())
+        cur = data["payments_cursor"]  # (always written; without it the record is not ours)
+        marks = tuple((float(m[0]), _read_position(m[1:5])) for m in data.get("cursor_marks") or ())
         if cur and not marks:
             # Written by a version without marks: the cursor is known, not when it got there. Taken as
             # long ago, so the first sweep may publish again what was in flight at the upgrade (once).
-            marks = ((0.0, Position(*cur)),)
+            marks = ((0.0, _read_position(cur)),)
         sweep = data.get("last_sweep_at")
         return replace(
             state,
-            payments_cursor=Position(*cur) if cur else None,
-            dead_lettered=frozenset(data.get("dead_lettered") or ()),
+            payments_cursor=_read_position(cur) if cur else None,
+            dead_lettered=frozenset(_read_strings(data.get("dead_lettered") or [])),
             cursor_marks=marks,
             last_sweep_at=float(sweep) if sweep is not None else None,
         )
+
+
+def _read_position(values: object) -> Position:
+    """Four whole numbers, as `_position` writes them (anything else: ValueError)."""
+    if not isinstance(values, list) or len(values) != 4 or not all(type(v) is int for v in values):
+        raise ValueError(f"not a position: {str(values)[:80]}")
+    return Position(*values)
+
+
+def _read_strings(values: object) -> list[str]:
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        raise ValueError(f"not a list of row keys: {str(values)[:80]}")
+    return values
 
 
 def _position(p: Position) -> list[int]:
@@ -119,12 +135,24 @@ def encode_published(batch: PublishedBatch) -> bytes:
 
 def decode_published(seq: int, raw: bytes) -> PublishedBatch:
     data = json.loads(raw)
-    return PublishedBatch(seq, float(data["at"]), tuple(Position(*k) for k in data["keys"]),
+    return PublishedBatch(seq, float(data["at"]), tuple(_read_position(k) for k in data["keys"]),
                           int(data.get("sweeps", 0)))  # (records of older versions: the poll's)
 
 
 def apply_record(states: dict[int, CompanyState], key: bytes, value: bytes | None) -> None:
-    """Fold one state-topic record into `states` (last record per key wins)."""
+    """Fold one state-topic record into `states` (last record per key wins). A record that does
+    not read is passed over with an error in the log, not fatal: what it said falls back to the
+    record before it for its key, or to nothing, which only ever makes the producer publish again
+    (a cursor further back, a customer's block state unknown, a batch not known as published),
+    and what it publishes again the consumer absorbs. Stopping would stall every company."""
+    try:
+        _apply_record(states, key, value)
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:  # (UnicodeDecodeError, JSON: ValueError)
+        log.error("state record %r in the producer's state topic does not read (%s: %s); passed over: the "
+                  "producer may publish again what it vouched for", (key or b"")[:120], type(exc).__name__, str(exc)[:200])
+
+
+def _apply_record(states: dict[int, CompanyState], key: bytes, value: bytes | None) -> None:
     parts = key.decode().split(":")
     company_no = int(parts[1])
     state = states.get(company_no) or CompanyState(company_no)
@@ -137,7 +165,9 @@ def apply_record(states: dict[int, CompanyState], key: bytes, value: bytes | Non
             blocks.pop(int(parts[3]), None)
         else:
             data = json.loads(value)
-            blocks[int(parts[3])] = CustomerBlock(bool(data["blocked"]), int(data["seq"]))
+            if type(data["blocked"]) is not bool or type(data["seq"]) is not int:
+                raise ValueError(f"not a block state: {value[:80]!r}")
+            blocks[int(parts[3])] = CustomerBlock(data["blocked"], data["seq"])
         state = replace(state, blocks=blocks)
     elif len(parts) == 4 and parts[2] == "published":
         seq = int(parts[3])
