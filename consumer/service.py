@@ -146,8 +146,8 @@ class ConsumerService:
         self._stop = threading.Event()
         self._reload = threading.Event()  # the operators changed the settings: re-join with them
         # One producer for every topic the consumer writes: a claim's flush carries the applied
-        # records and clears along, and one network thread serves them all (each of kafka-python's
-        # costs ~1 ms of CPU per request, the bulk of the consumer's own CPU per payment)
+        # records and clears along, and one network thread serves them all (kafka-python's costs
+        # ~1 ms of CPU per produce request)
         self._producer = plain_producer(settings.kafka, "vb2po-consumer")
         self._memory = KafkaDeadLetterMemory(settings.kafka, self._producer)
         self._applied = KafkaAppliedLog(settings.kafka, self._producer)  # the console's "registered today"
