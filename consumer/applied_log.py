@@ -26,7 +26,6 @@ from kafka import KafkaProducer
 
 from schemas.events import PaymentEvent
 from vb2po import metrics
-from vb2po.kafka.clients import plain_producer
 from vb2po.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -83,11 +82,10 @@ class KafkaAppliedLog:
     """Records go out in batches (the lanes do not wait for them); the consumer flushes before it
     commits an offset, so a record is durable (acks=all) before the offset passes its payment."""
 
-    def __init__(self, kafka: KafkaSettings, producer: KafkaProducer | None = None):
-        """`producer`: the consumer process's shared one (closed by its owner), else one of its own."""
+    def __init__(self, kafka: KafkaSettings, producer: KafkaProducer):
+        """`producer`: the consumer process's shared one (its owner closes it)."""
         self.topic = kafka.topics.applied
-        self._own_producer = producer is None
-        self._producer = producer or plain_producer(kafka, "vb2po-consumer-applied", linger_ms=20)
+        self._producer = producer
 
     def record(self, payment: AppliedPayment) -> None:
         try:
@@ -111,8 +109,7 @@ class KafkaAppliedLog:
                       "payments", self.topic, type(exc).__name__)
 
     def close(self) -> None:
-        if self._own_producer:
-            self._producer.close(timeout=10)
+        pass  # (the producer is its owner's)
 
 
 class FakeAppliedLog:

@@ -19,7 +19,6 @@ from kafka.errors import KafkaError, MessageSizeTooLargeError
 
 from schemas.events import CreditBlockEvent, PaymentEvent
 from vb2po.errors import TransientError
-from vb2po.kafka.clients import plain_producer
 from vb2po.kafka.compacted import CompactedTopicReader
 from vb2po.kafka.dead_letters import DeadLetter
 from vb2po.settings import KafkaSettings
@@ -128,11 +127,10 @@ def _count_payments(entries) -> int:
 class KafkaDeadLetterMemory:
     """Fingerprints in a compacted topic (key: fingerprint; a tombstone: redriven)."""
 
-    def __init__(self, kafka: KafkaSettings, producer: KafkaProducer | None = None):
-        """`producer`: the consumer process's shared one (closed by its owner), else one of its own."""
+    def __init__(self, kafka: KafkaSettings, producer: KafkaProducer):
+        """`producer`: the consumer process's shared one (its owner closes it)."""
         self.topic = kafka.topics.dead_lettered
-        self._own_producer = producer is None
-        self._producer = producer or plain_producer(kafka, "vb2po-consumer-dead-lettered")
+        self._producer = producer
         self._entries: dict[str, dict] = {}
         self._lock = threading.Lock()
         self._reader = CompactedTopicReader(kafka, self.topic, self._apply)  # tombstones too: a redrive
@@ -172,6 +170,4 @@ class KafkaDeadLetterMemory:
             return _count_payments(self._entries.values())
 
     def close(self) -> None:
-        if self._own_producer:
-            self._producer.close(timeout=10)
         self._reader.close()

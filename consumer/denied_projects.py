@@ -13,7 +13,6 @@ from typing import Protocol
 from kafka import KafkaProducer
 
 from vb2po.errors import TransientError
-from vb2po.kafka.clients import plain_producer
 from vb2po.kafka.compacted import CompactedTopicReader
 from vb2po.settings import KafkaSettings
 
@@ -54,11 +53,10 @@ class FakeDeniedProjectsStore:
 
 
 class KafkaDeniedProjectsStore:
-    def __init__(self, kafka: KafkaSettings, producer: KafkaProducer | None = None):
-        """`producer`: the consumer process's shared one (closed by its owner), else one of its own."""
+    def __init__(self, kafka: KafkaSettings, producer: KafkaProducer):
+        """`producer`: the consumer process's shared one (its owner closes it)."""
         self.topic = kafka.topics.consumer_state
-        self._own_producer = producer is None
-        self._producer = producer or plain_producer(kafka, "vb2po-consumer-state")
+        self._producer = producer
         self._reader = CompactedTopicReader(kafka, self.topic, self._apply)
         self._data: dict[tuple[int, int], frozenset[int]] = {}
         self._lock = threading.Lock()
@@ -93,6 +91,4 @@ class KafkaDeniedProjectsStore:
             return sum(1 for (c, _), ids in self._data.items() if c == company_no and ids)
 
     def close(self) -> None:
-        if self._own_producer:
-            self._producer.close(timeout=10)
         self._reader.close()

@@ -30,7 +30,6 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
 from vb2po.errors import TransientError
-from vb2po.kafka.clients import plain_producer
 from vb2po.kafka.compacted import CompactedTopicReader
 from vb2po.settings import KafkaSettings
 
@@ -173,11 +172,10 @@ class KafkaIntentStore(_LogReads):
     A claim is sent with acks=all and waited for, then the topic is read up to it to learn what
     came before it."""
 
-    def __init__(self, kafka: KafkaSettings, producer: KafkaProducer | None = None):
-        """`producer`: the consumer process's shared one (closed by its owner), else one of its own."""
+    def __init__(self, kafka: KafkaSettings, producer: KafkaProducer):
+        """`producer`: the consumer process's shared one (its owner closes it)."""
         self.topic = kafka.topics.intents
-        self._own_producer = producer is None
-        self._producer = producer or plain_producer(kafka, "vb2po-consumer-intents")
+        self._producer = producer
         self._log = _Log()
         self._lock = threading.Lock()  # the log's state
         self._reading = threading.Lock()  # one reader at a time
@@ -225,6 +223,4 @@ class KafkaIntentStore(_LogReads):
             log.warning("could not clear the intent for %s (%s)", reference, exc)
 
     def close(self) -> None:
-        if self._own_producer:
-            self._producer.close(timeout=10)
         self._reader.close()

@@ -10,6 +10,7 @@ import pytest
 
 from consumer.intents import Intent, KafkaIntentStore
 from vb2po.errors import TransientError
+from vb2po.kafka.clients import plain_producer
 from vb2po.kafka.topics import ensure_topics
 
 
@@ -22,9 +23,11 @@ def stores(make_settings):
     settings = make_settings({1: "DSN=unused"})
     ensure_topics(settings.kafka)
     made: list[KafkaIntentStore] = []
+    producers = []
 
-    def make() -> KafkaIntentStore:
-        store = KafkaIntentStore(settings.kafka)
+    def make() -> KafkaIntentStore:  # a store of its own process: a producer of its own
+        producers.append(plain_producer(settings.kafka, f"intents-test-{len(producers)}"))
+        store = KafkaIntentStore(settings.kafka, producers[-1])
         store.sync()
         made.append(store)
         return store
@@ -32,6 +35,8 @@ def stores(make_settings):
     yield make
     for store in made:
         store.close()
+    for producer in producers:
+        producer.close(timeout=10)
 
 
 def test_a_claim_wins_when_nothing_came_between_and_loses_to_another_process_that_claimed_meanwhile(stores):
